@@ -1,0 +1,135 @@
+"""Checkpoints: plain dicts of state dicts, written atomically, read with weights_only=True.
+
+Layout of a checkpoint (all tensors, numbers, strings, lists and dicts):
+    format      "ganqp-checkpoint"        version   1
+    iter        generator iterations done  config    the run's resolved config (a dict)
+    shape       data shape [C, H, W] or [D]
+    models      Models.state_dict()        ema       EMA generator state dict
+    opt_d/opt_g optimiser state dicts      scaler_d/scaler_g  AMP grad-scaler state dicts
+    rng         Python / NumPy / torch / CUDA generator states
+    data        {"consumed": batches drawn from the stream}
+    extra       objective- or feature-owned state (e.g. best FID)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ganqp_cli.errors import UserError
+
+FORMAT = "ganqp-checkpoint"
+VERSION = 1
+# What a resumed run must share with its checkpoint: the networks and the objective.
+IDENTITY_KEYS = ("arch", "objective", "res")
+
+
+def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`, so a
+    crash mid-write leaves the previous file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str | os.PathLike, key: str = "ckpt") -> dict[str, Any]:
+    """Load and check a ganqp checkpoint; bad files raise UserError naming `key` and path."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(f"{key}={path}: no such checkpoint file. Checkpoints are written to "
+                        "<run dir>/checkpoints/last.pt (and best.pt, iter_NNNNNNN.pt).")
+    if not zipfile.is_zipfile(p):
+        raise UserError(f"{key}={path} is not a ganqp checkpoint: not a torch.save file "
+                        "(truncated, corrupt, or another format). Use a file from "
+                        "<run dir>/checkpoints/.")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(f"{key}={path} is not a ganqp checkpoint: it holds Python objects "
+                        "other than tensors, numbers, strings, lists and dicts.") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"{key}={path} is truncated or corrupt and cannot be read "
+                        f"({first[:160]}); use an earlier checkpoint from the same folder."
+                        ) from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise UserError(f"{key}={path} is a torch file but not a ganqp checkpoint (no "
+                        f"'format: {FORMAT}' entry); pass a file from <run dir>/checkpoints/.")
+    if obj.get("version", 0) > VERSION:
+        raise UserError(f"{key}={path} was written by a newer ganqp (checkpoint version "
+                        f"{obj['version']} > {VERSION}); upgrade ganqp.")
+    return obj
+
+
+def _flatten(d: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: d}
+
+
+def check_compatible(saved: dict[str, Any], current: dict[str, Any], path: str) -> None:
+    """Refuse a resume whose networks or objective differ, naming the first differing key."""
+    a = {k: v for key in IDENTITY_KEYS for k, v in _flatten(saved.get(key), key).items()}
+    b = {k: v for key in IDENTITY_KEYS for k, v in _flatten(current.get(key), key).items()}
+    for k in sorted(set(a) | set(b)):
+        if a.get(k, "<absent>") != b.get(k, "<absent>"):
+            raise UserError(f"cannot resume from {path}: {k} differs (checkpoint: "
+                            f"{a.get(k, '<absent>')!r}, this run: {b.get(k, '<absent>')!r}). "
+                            f"Use the checkpoint's value ({k}={a.get(k)}) or start a new run "
+                            "directory.")
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def numbered(folder: Path, it: int) -> Path:
+    return folder / f"iter_{it:07d}.pt"
+
+
+def prune(folder: Path, keep: int) -> None:
+    """Keep the `keep` newest numbered checkpoints (last.pt and best.pt are never pruned)."""
+    found = sorted(p for p in folder.glob("iter_*.pt") if re.fullmatch(r"iter_\d{7}\.pt", p.name))
+    for p in found[: max(0, len(found) - keep)]:
+        p.unlink(missing_ok=True)

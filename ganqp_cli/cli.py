@@ -1,0 +1,101 @@
+"""`ganqp <command> [overrides]`: dispatches to one Hydra application per sub-command.
+
+Each sub-command has its own primary config (conf/<command>.yaml), so every Hydra feature
+(overrides, -m sweeps, --cfg job, --help) works per command.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+import sys
+from collections.abc import Callable
+
+import hydra
+from omegaconf import DictConfig
+
+from ganqp_cli.errors import EXIT_USAGE, UserError, report_and_exit
+
+# name -> (module, function, one-line help); a module is imported only when its command runs.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "train": ("ganqp_cli.train", "train", "train a GAN (objective=, arch=, data= config groups)"),
+    "sample": ("ganqp_cli.sampling", "sample_command",
+               "write a sample grid or a folder of samples from a checkpoint"),
+}
+
+CONFIG_PATH = "pkg://ganqp_cli.conf"
+
+
+def usage() -> str:
+    lines = ["usage: ganqp <command> [key=value ...] [-m] [--cfg job] [--help]", "", "commands:"]
+    width = max(len(c) for c in COMMANDS)
+    lines += [f"  {name:<{width}}  {text}" for name, (_, _, text) in COMMANDS.items()]
+    lines += ["", "Run `ganqp <command> --help` for a command's config groups and keys.",
+              "Multi-GPU: torchrun --nproc_per_node=N -m ganqp_cli train ..."]
+    return "\n".join(lines)
+
+
+def check_group_options(argv: list[str]) -> None:
+    """`group=option` naming no option of a config group: say which exist (exit 2).
+
+    Hydra finds this too, but with a search-path dump; this message names the key and the
+    valid options. Sweeps (`objective=a,b`) are checked option by option."""
+    conf = importlib.resources.files("ganqp_cli.conf")
+    for arg in argv:
+        if "=" not in arg or arg.startswith(("-", "~")):
+            continue
+        key, value = arg.split("=", 1)
+        group = conf.joinpath(*key.lstrip("+").split("/"))
+        if not group.is_dir() or any(c in value for c in "()[]{}$"):
+            continue
+        options = sorted(p.name[:-5] for p in group.iterdir() if p.name.endswith(".yaml"))
+        for option in (v.strip() for v in value.split(",")):
+            if option not in options and option != "null":
+                raise UserError(f"{key}={option} is not an option of the config group '{key}'. "
+                                f"Valid options: {', '.join(options)}.")
+
+
+def run_hydra(command: str, task: Callable[[DictConfig], object]) -> None:
+    """Run `task` as the Hydra app of `command`; bad input exits with status 2."""
+    started = False
+
+    @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=command)
+    def app(cfg: DictConfig) -> object:
+        nonlocal started
+        started = True
+        try:
+            return task(cfg)
+        except UserError as err:
+            report_and_exit(err)
+
+    try:
+        app()
+    except SystemExit as exit_:
+        # Hydra reports config composition errors (unknown option, bad override) itself,
+        # with the valid options, and exits 1 before our task starts: that is bad input.
+        if exit_.code == 1 and not started:
+            sys.exit(EXIT_USAGE)
+        raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return
+    command = argv.pop(0)
+    if command not in COMMANDS:
+        print(f"ganqp: error: unknown command '{command}'. Valid commands: "
+              f"{', '.join(COMMANDS)}.\n\n{usage()}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    module, func, _ = COMMANDS[command]
+    try:
+        check_group_options(argv)
+    except UserError as err:
+        report_and_exit(err)
+    task = getattr(importlib.import_module(module), func)
+    if command == "train":
+        from ganqp_cli.distributed import prepare_launch
+        argv = prepare_launch(argv)
+    sys.argv = [f"ganqp-{command}", *argv]
+    run_hydra(command, task)

@@ -1,0 +1,157 @@
+"""Data-parallel helpers: process group set-up, gradient all-reduce, gathers.
+
+Started by torchrun (RANK/WORLD_SIZE/LOCAL_RANK in the environment) the process group is
+created before Hydra runs, so that rank 0 can choose the run directory and every rank uses
+it. NCCL on CUDA, gloo on CPU. A plain single process needs none of this and uses no group.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_process_group() -> Dist:
+    """Create the default group once (idempotent); returns this process's place in it."""
+    if not launched_by_torchrun():
+        return Dist()
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend)
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def current() -> Dist:
+    if dist.is_available() and dist.is_initialized():
+        return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return Dist()
+
+
+def prepare_launch(argv: list[str]) -> list[str]:
+    """Under torchrun: join the group and make all ranks agree on one run directory.
+
+    Hydra would otherwise resolve `${now:...}` separately on every rank, seconds apart.
+    Rank 0's choice is broadcast and passed to every rank as `hydra.run.dir`; ranks other
+    than 0 write no `.hydra/` record and no log file of their own.
+    """
+    if not launched_by_torchrun() or "-m" in argv or "--multirun" in argv:
+        return argv
+    d = init_process_group()
+    chosen = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
+    default = "outputs/" + datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
+    box = [chosen[-1] if chosen else default]
+    dist.broadcast_object_list(box, src=0)
+    argv = [a for a in argv if not a.startswith("hydra.run.dir=")] + [f"hydra.run.dir={box[0]}"]
+    if not d.is_main:
+        argv += ["hydra.output_subdir=null", "hydra/job_logging=stdout", "hydra/hydra_logging=none"]
+    return argv
+
+
+def device_for(requested: str, d: Dist) -> torch.device:
+    """`auto` picks this rank's GPU when CUDA exists, else the CPU."""
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda":
+        return torch.device("cuda", d.local_rank)
+    return torch.device(requested)
+
+
+def broadcast_module(modules: Iterable[nn.Module], src: int = 0) -> None:
+    """Copy parameters and buffers from rank `src` to every rank."""
+    if not current().enabled:
+        return
+    tensors = [t for m in modules for t in (*m.parameters(), *m.buffers())]
+    for t in tensors:
+        dist.broadcast(t.data, src=src)
+
+
+def all_reduce_grads(params: list[nn.Parameter]) -> None:
+    """Average gradients over ranks in one flat collective (like DDP's buckets, one bucket)."""
+    d = current()
+    if not d.enabled:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= d.world
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset:offset + n].view_as(g))
+        offset += n
+
+
+def all_reduce_mean(values: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Mean of scalar tensors over ranks, as Python floats (one collective)."""
+    if not values:
+        return {}
+    keys = sorted(values)
+    stacked = torch.stack([values[k].detach().float().reshape(()) for k in keys])
+    d = current()
+    if d.enabled:
+        dist.all_reduce(stacked)
+        stacked /= d.world
+    return dict(zip(keys, stacked.tolist(), strict=True))
+
+
+def all_gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate each rank's rows in rank order (rows may differ in number per rank)."""
+    d = current()
+    if not d.enabled:
+        return x
+    n = torch.tensor([x.shape[0]], device=x.device)
+    sizes = [torch.zeros_like(n) for _ in range(d.world)]
+    dist.all_gather(sizes, n)
+    m = int(max(s.item() for s in sizes))
+    padded = torch.zeros((m, *x.shape[1:]), dtype=x.dtype, device=x.device)
+    padded[: x.shape[0]] = x
+    parts = [torch.zeros_like(padded) for _ in range(d.world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[: int(s.item())] for p, s in zip(parts, sizes, strict=True)])
+
+
+def broadcast_object(obj: object, src: int = 0) -> object:
+    if not current().enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def barrier() -> None:
+    if current().enabled:
+        dist.barrier()
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
