@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.resources
+import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -21,6 +23,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("ganqp_cli.train", "train", "train a GAN (objective=, arch=, data= config groups)"),
     "sample": ("ganqp_cli.sampling", "sample_command",
                "write a sample grid or a folder of samples from a checkpoint"),
+    "reconstruct": ("ganqp_cli.reconstruct", "reconstruct_command",
+                    "reconstruct, interpolate, find neighbours of or encode real images "
+                    "(encoder models)"),
+    "fid": ("ganqp_cli.fid", "fid_command",
+            "FID and KID of a checkpoint or a folder of images against a reference"),
 }
 
 CONFIG_PATH = "pkg://ganqp_cli.conf"
@@ -55,6 +62,25 @@ def check_group_options(argv: list[str]) -> None:
                                 f"Valid options: {', '.join(options)}.")
 
 
+def remove_refused_run_dir() -> None:
+    """A run refused for bad input leaves no directory behind (only if it holds nothing but
+    Hydra's own record, so a resume refused in a real run directory keeps everything)."""
+    from hydra.core.hydra_config import HydraConfig
+    try:
+        out = Path(HydraConfig.get().runtime.output_dir).resolve()
+    except ValueError:
+        return
+    if out == Path.cwd().resolve() or not out.is_dir():
+        return
+    if {p.name for p in out.iterdir()} <= {".hydra"}:
+        shutil.rmtree(out, ignore_errors=True)
+        cwd = Path.cwd().resolve()
+        for parent in out.parents:  # the empty date folders above it, inside the cwd
+            if parent == cwd or cwd not in parent.parents or any(parent.iterdir()):
+                break
+            parent.rmdir()
+
+
 def run_hydra(command: str, task: Callable[[DictConfig], object]) -> None:
     """Run `task` as the Hydra app of `command`; bad input exits with status 2."""
     started = False
@@ -66,6 +92,7 @@ def run_hydra(command: str, task: Callable[[DictConfig], object]) -> None:
         try:
             return task(cfg)
         except UserError as err:
+            remove_refused_run_dir()
             report_and_exit(err)
 
     try:

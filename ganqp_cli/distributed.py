@@ -155,3 +155,18 @@ def barrier() -> None:
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def ranks_agree(modules: Iterable[nn.Module]) -> bool:
+    """Whether every rank holds the same parameters (a float64 fingerprint, compared exactly).
+
+    Gradients are averaged, so after each step all ranks must agree; a mismatch means a
+    rank skipped a collective or drew different data, and is worth stopping for."""
+    d = current()
+    if not d.enabled:
+        return True
+    params = [p.detach().double() for m in modules for p in m.parameters()]
+    fp = torch.stack([torch.stack([p.sum(), p.square().sum()]) for p in params]).flatten()
+    every = [torch.zeros_like(fp) for _ in range(d.world)]
+    dist.all_gather(every, fp)
+    return all(torch.equal(every[0], other) for other in every[1:])

@@ -154,7 +154,8 @@ class DCGANArch:
         layers += [nn.ConvTranspose2d(self.ngf, shape[0], 4, 2, 1, bias=False), nn.Tanh()]
         return _dcgan_init(Generator(self.z_dim, nn.Sequential(*layers)))
 
-    def trunk(self, shape: Shape, bias: bool = False) -> tuple[nn.Sequential, int]:
+    def _stack(self, shape: Shape, bias: bool = False) -> tuple[nn.Sequential, int]:
+        """The critic's conv stack down to 4x4 and its channel count."""
         blocks = _levels(shape) - 3
         mult = [min(2 ** i, 16) for i in range(blocks + 1)]
         layers: list[nn.Module] = [
@@ -167,8 +168,14 @@ class DCGANArch:
                        nn.LeakyReLU(0.2, True)]
         return nn.Sequential(*layers), self.ndf * mult[-1]
 
+    def trunk(self, shape: Shape, bias: bool = False) -> tuple[nn.Sequential, int]:
+        """The critic's conv stack, flattened; returns it and its feature count."""
+        body, ch = self._stack(shape, bias)
+        body.append(nn.Flatten())
+        return _dcgan_init(body), ch * 16
+
     def critic(self, shape: Shape, out_dim: int = 1, bias: bool = False) -> nn.Module:
-        body, feats = self.trunk(shape, bias=bias)
+        body, feats = self._stack(shape, bias=bias)
         body.append(nn.Conv2d(feats, out_dim, 4, 1, 0, bias=bias))
         body.append(nn.Flatten())
         return _maybe_sn(_dcgan_init(body), self.sn)
@@ -181,8 +188,9 @@ class MLPArch:
     """Fully connected networks for point data such as `data=ring8` (shape `(D,)`)."""
 
     def __init__(self, name: str = "mlp", z_dim: int = 2, hidden: int = 128, depth: int = 3,
-                 sn: bool = False, d_norm: str = "none") -> None:
-        self.name, self.z_dim, self.hidden, self.depth, self.sn = name, z_dim, hidden, depth, sn
+                 width: float = 1.0, sn: bool = False, d_norm: str = "none") -> None:
+        self.name, self.z_dim, self.depth, self.sn = name, z_dim, depth, sn
+        self.hidden = _ch(hidden, width)
         if d_norm != "none":
             raise UserError(f"arch.d_norm={d_norm!r}: arch=mlp has no critic normalisation; "
                             "valid: none.")
@@ -258,3 +266,21 @@ class PairCritic(nn.Module):
         """(T(a, b), T(b, a)), each trunk evaluated once."""
         ea, eb = self.trunk(a), self.trunk(b)
         return self.head(torch.cat([ea, eb], 1)), self.head(torch.cat([eb, ea], 1))
+
+
+class JointCritic(nn.Module):
+    """T(x, z) = MLP([features(x); z]) on (image, code) pairs (BiGAN-QP's critic).
+
+    `features` maps x to `feats` numbers (the reference: a bias-free conv stack ending in
+    Linear(z_dim)); the head is Linear-LReLU-Linear-LReLU-Linear(1), bias-free as there."""
+
+    def __init__(self, features: nn.Module, feats: int, z_dim: int, hidden: int = 1024) -> None:
+        super().__init__()
+        self.features = features
+        self.head = _glorot(nn.Sequential(
+            nn.Linear(feats + z_dim, hidden, bias=False), nn.LeakyReLU(0.2, True),
+            nn.Linear(hidden, hidden, bias=False), nn.LeakyReLU(0.2, True),
+            nn.Linear(hidden, 1, bias=False)))
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.features(x), z], 1))

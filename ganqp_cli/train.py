@@ -25,6 +25,7 @@ from ganqp_cli import checkpoint as ckpt
 from ganqp_cli import distributed as D
 from ganqp_cli.config import amp_mode, make, validate
 from ganqp_cli.data import Batches
+from ganqp_cli.fid_train import FidMonitor
 from ganqp_cli.logger import RunLogger
 from ganqp_cli.objectives import Models, Objective
 
@@ -180,6 +181,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     fixed_z = torch.randn(t.sample_n, s.z_dim, generator=torch.Generator().manual_seed(cfg.seed)
                           ).to(device)
 
+    fid = FidMonitor.create(cfg, s.data, device, run_dir, extra, start)
     log = RunLogger(run_dir, t.iters, start, enabled=dist.is_main)
     n_g = sum(p.numel() for p in s.models.G.parameters())
     n_d = sum(p.numel() for p in s.models.parameters()) - n_g
@@ -247,16 +249,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
             # ---- periodic work -------------------------------------------------------------
             last = it == t.iters
-            if it % t.log_every == 0 or last:
+            fid_due = fid is not None and fid.due(it, last)
+            if it % t.log_every == 0 or last or fid_due:
                 values = D.all_reduce_mean({k: v / n_acc for k, v in acc.items()})
                 now = time.time()
                 rate = (it - it_last) / max(now - t_last, 1e-9)
                 values.update(it_per_s=rate, img_per_s=rate * t.batch_size * (t.d_steps + 1),
                               elapsed_s=now - log.t0)
-                log.log(it, values)
                 if not all(np.isfinite(v) for v in values.values()):
                     log.info(f"warning: non-finite loss at iter {it}: {values}")
-                acc, n_acc, t_last, it_last = {}, 0, now, it
+                if fid_due:  # the generator `ganqp fid ckpt=...` uses by default
+                    values.update(fid.evaluate(it, s.ema if t.ema > 0 else s.models.G, s.z_dim))
+                log.log(it, values)
+                acc, n_acc, t_last, it_last = {}, 0, time.time(), it  # rates exclude FID time
+            if fid_due and fid.improved:  # collective: every rank takes part
+                state = s.state(it, batches.consumed, extra)
+                if dist.is_main:
+                    ckpt.save_atomic(state, ckpt_dir / "best.pt")
             if (t.sample_every and it % t.sample_every == 0) or last:
                 save_samples(it)
             if (t.ckpt_every and it % t.ckpt_every == 0) or last:
@@ -267,6 +276,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         raise
     finally:
         log.close()
+    if dist.enabled:
+        if not D.ranks_agree([s.models]):
+            raise RuntimeError("ranks hold different parameters after training (a bug)")
+        log.info(f"parameters identical on all {dist.world} ranks")
     if dist.is_main:
         write_status(run_dir, "done", it, t.iters)
         log.info(f"done: {it} iterations; samples in {run_dir / 'samples'}, "

@@ -1,0 +1,71 @@
+"""Shared test helpers: run `ganqp` in-process (the real CLI path, minus the interpreter
+start-up) and tiny-run settings that keep the suite fast on a CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ganqp_cli.cli import main
+
+# Tiny networks gain nothing from intra-op threads, and on a loaded 2-core machine OpenMP
+# threads spin against each other (10x slower); subprocesses inherit the env setting.
+torch.set_num_threads(1)
+os.environ["OMP_NUM_THREADS"] = "1"
+
+# A few-iteration digits run at 16 px with tiny networks.
+TINY = ["res=16", "arch.width=0.125", "train.batch_size=16", "train.iters=4",
+        "train.log_every=2", "train.sample_every=2", "train.ckpt_every=2", "train.sample_n=4",
+        "train.workers=0"]
+
+
+class CLIResult:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+        self.msg = " ".join(err.split())  # stderr with line wrapping undone
+
+    def __repr__(self) -> str:
+        return f"CLIResult(code={self.code}, out={self.out[-500:]!r}, err={self.err[-500:]!r})"
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture) -> Callable[..., CLIResult]:
+    """cli("train", "res=16", ...) -> CLIResult(code, stdout, stderr)."""
+
+    def run(*args: str) -> CLIResult:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        captured = capsys.readouterr()
+        return CLIResult(code, captured.out, captured.err)
+
+    return run
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def write_images(folder: Path, n: int, size: tuple[int, int] = (24, 20), seed: int = 0,
+                 mode: str = "RGB", ext: str = "png") -> list[Path]:
+    """n random images (not square, to exercise the centre crop) in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    channels = 3 if mode == "RGB" else 1
+    for i in range(n):
+        arr = rng.integers(0, 256, (size[1], size[0], channels), dtype=np.uint8)
+        p = folder / f"img_{i:03d}.{ext}"
+        Image.fromarray(arr[:, :, 0] if channels == 1 else arr, mode).save(p)
+        paths.append(p)
+    return paths

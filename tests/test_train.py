@@ -1,0 +1,106 @@
+"""`ganqp train`: few-iteration runs per arch, the run directory, exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from ganqp_cli import checkpoint as ckpt
+from tests.conftest import TINY, read_metrics
+
+
+@pytest.mark.parametrize("arch", ["gan-qp", "dcgan"])
+@pytest.mark.parametrize("res", [16, 32])
+def test_each_arch_trains_and_writes_the_run_directory(cli, tmp_path, arch, res):
+    run = tmp_path / "run"
+    r = cli("train", *TINY, f"arch={arch}", f"res={res}", f"hydra.run.dir={run}")
+    assert r.code == 0, r
+    assert (run / ".hydra" / "config.yaml").is_file()
+    rows = read_metrics(run)
+    assert [row["iter"] for row in rows] == [2, 4]
+    for row in rows:
+        assert {"iter", "d_loss", "g_loss", "img_per_s", "elapsed_s", "dT", "dist"} <= set(row)
+        assert all(v is not None for v in row.values())  # finite (non-finite are written null)
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "iter_0000002.png", "iter_0000004.png"]
+    img = Image.open(run / "samples" / "iter_0000004.png")
+    assert img.size == (2 * res + 3 * 2, 2 * res + 3 * 2)  # 2x2 grid, 2 px padding
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert state["format"] == "ganqp-checkpoint" and state["iter"] == 4
+    assert state["shape"] == [1, res, res]
+    assert json.loads((run / "status.json").read_text())["status"] == "done"
+
+
+def test_keep_ckpts_prunes_numbered_checkpoints(cli, tmp_path):
+    run = tmp_path / "run"
+    r = cli("train", *TINY, "train.iters=6", "train.ckpt_every=1", "train.keep_ckpts=2",
+            f"hydra.run.dir={run}")
+    assert r.code == 0, r
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["iter_0000005.pt", "iter_0000006.pt", "last.pt"]
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)
+
+
+def test_resume_is_bitwise_identical_to_an_uninterrupted_run(cli, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    args = [*TINY, "train.ckpt_every=100", "train.sample_every=100", "data.hflip=true"]
+    assert cli("train", *args, "train.iters=6", f"hydra.run.dir={one}").code == 0
+    assert cli("train", *args, "train.iters=3", f"hydra.run.dir={two}").code == 0
+    r = cli("train", *args, "train.iters=6", f"hydra.run.dir={two}")
+    assert r.code == 0 and "resumed at iter 3" in r.out, r
+    a, b = _weights(one / "checkpoints" / "last.pt"), _weights(two / "checkpoints" / "last.pt")
+    for part in ("models", "ema"):
+        assert a[part].keys() == b[part].keys()
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after resume"
+    assert a["data"] == b["data"] and a["iter"] == b["iter"] == 6
+    assert torch.equal(a["rng"][0]["torch"], b["rng"][0]["torch"])
+    # The metrics of the resumed run continue where the first part stopped.
+    assert [row["iter"] for row in read_metrics(two)] == [2, 3, 4, 6]
+
+
+def test_resume_from_explicit_path_into_a_new_directory(cli, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert cli("train", *TINY, f"hydra.run.dir={first}").code == 0
+    r = cli("train", *TINY, "train.iters=6", f"resume={first}/checkpoints/last.pt",
+            f"hydra.run.dir={second}")
+    assert r.code == 0, r
+    assert _weights(second / "checkpoints" / "last.pt")["iter"] == 6
+
+
+def test_resume_with_a_different_architecture_is_refused(cli, tmp_path):
+    run = tmp_path / "run"
+    assert cli("train", *TINY, f"hydra.run.dir={run}").code == 0
+    r = cli("train", *TINY, "arch.width=0.25", "train.iters=8", f"hydra.run.dir={run}")
+    assert r.code == 2
+    assert "arch.width differs" in r.msg and "0.125" in r.msg and "Traceback" not in r.err
+    r = cli("train", *TINY, "objective=gan-qp-l2", "train.iters=8", f"hydra.run.dir={run}")
+    assert r.code == 2 and "objective." in r.msg and "differs" in r.msg
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    ckpt.save_atomic({"format": ckpt.FORMAT, "version": 1, "iter": 1}, path)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # the process dies in the middle of torch.save
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_atomic({"format": ckpt.FORMAT, "version": 1, "iter": 2}, path)
+    monkeypatch.undo()
+    assert ckpt.load(path)["iter"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary left behind
+
+
+def test_ema_disabled_and_tensorboard_written(cli, tmp_path):
+    run = tmp_path / "run"
+    r = cli("train", *TINY, "train.ema=0", f"hydra.run.dir={run}")
+    assert r.code == 0, r
+    assert any((run / "tb").iterdir())
