@@ -39,6 +39,28 @@ def square_resize(img: Image.Image, res: int, channels: int) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
+# Fixed, not the run's seed: which items are held out is a property of the data config, so
+# every run and `ganqp reconstruct` agree on it.
+HOLDOUT_SEED = 1811_07296
+
+
+def split_indices(n: int, holdout: float, split: str) -> torch.Tensor:
+    """Sorted indices of `split` of n items: `heldout` is the last round(holdout * n) of a
+    fixed-seed permutation, `train` the rest (all n when holdout is 0)."""
+    if not isinstance(holdout, int | float) or not 0 <= holdout < 1:
+        raise UserError(f"data.holdout={holdout!r} is not valid: a fraction in [0, 1) of the "
+                        "data set kept out of training (0: none).")
+    if split not in ("train", "heldout"):
+        raise UserError(f"data.split={split!r} is not valid: train or heldout.")
+    k = int(round(holdout * n))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(HOLDOUT_SEED))
+    part = perm[n - k:] if split == "heldout" else perm[:n - k]
+    if part.numel() == 0:
+        raise UserError(f"data.split={split} with data.holdout={holdout} selects none of the "
+                        f"{n} items; use a holdout fraction that keeps some in both parts.")
+    return part.sort().values
+
+
 class ImageData(torch.utils.data.Dataset):
     """Base: uint8 images scaled to [-1, 1] on the device; grids as previews."""
 
@@ -74,10 +96,12 @@ class Digits(ImageData):
 
     name, channels, in_memory = "digits", 1, True
 
-    def __init__(self, res: int, hflip: bool = False, name: str = "digits") -> None:
+    def __init__(self, res: int, hflip: bool = False, name: str = "digits",
+                 holdout: float = 0.0, split: str = "train") -> None:
         super().__init__(res, hflip)
         from sklearn.datasets import load_digits
         pix = load_digits().images.astype(np.float32) / 16.0  # (N, 8, 8) in [0, 1]
+        pix = pix[split_indices(len(pix), holdout, split).numpy()]
         x = torch.from_numpy(pix)[:, None]
         x = torch.nn.functional.interpolate(x, size=(res, res), mode="bicubic",
                                             align_corners=False, antialias=res < 8)
@@ -115,10 +139,11 @@ class ImageFolder(ImageData):
     """Any directory tree of png/jpg/jpeg/webp/bmp files (celebahq, ffhq, lsun-*, folder)."""
 
     def __init__(self, root: str, res: int, hflip: bool = False, name: str = "folder",
-                 channels: int = 3) -> None:
+                 channels: int = 3, holdout: float = 0.0, split: str = "train") -> None:
         super().__init__(res, hflip)
         self.name, self.channels, self.root = name, channels, root
-        self.files = list_images(root)
+        files = list_images(root)
+        self.files = [files[i] for i in split_indices(len(files), holdout, split).tolist()]
 
     def __len__(self) -> int:
         return len(self.files)
@@ -177,12 +202,15 @@ class Ring8(torch.utils.data.Dataset):
     def to_model(batch: torch.Tensor) -> torch.Tensor:
         return batch.float()
 
-    def coverage(self, points: torch.Tensor) -> tuple[int, float]:
-        """(modes hit, fraction of points within 3 std of their nearest mode)."""
+    def coverage(self, points: torch.Tensor, min_count: int = 1) -> tuple[int, float]:
+        """(modes hit, fraction of points within 3 std of their nearest mode). A mode is hit
+        when at least `min_count` points lie within 3 std of it (PacGAN and VEEGAN count a
+        mode as captured with 20 of 2,500 samples there)."""
         dist = torch.cdist(points.float().cpu(), self.modes)
         nearest, which = dist.min(1)
         good = nearest <= 3 * self.std
-        return int(which[good].unique().numel()), float(good.float().mean())
+        counts = torch.bincount(which[good], minlength=len(self.modes))
+        return int((counts >= min_count).sum()), float(good.float().mean())
 
     def render(self, samples: torch.Tensor, nrow: int | None = None) -> Image.Image:
         size, scale = 512, 512 / 6.0
@@ -234,17 +262,29 @@ class StreamSampler(Sampler):
                                                                                        dtype=bool)
         return perm, flips
 
+    def batch_keys(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(indices, flips) of this rank's slice of global batch j, computed vectorised (a
+        per-item Python loop costs more than a small model's training step)."""
+        pos = j * self.b * self.world + self.rank * self.b + torch.arange(self.b)
+        epochs, ks = pos // self.n, pos % self.n
+        idx = torch.empty(self.b, dtype=torch.long)
+        flip = torch.empty(self.b, dtype=torch.bool)
+        cache = getattr(self, "_cache", {})
+        for e in epochs.unique().tolist():
+            if e not in cache:
+                cache = {k: v for k, v in cache.items() if k >= e - 1}  # keep two epochs
+                cache[e] = self._epoch(e)
+            perm, flips = cache[e]
+            here = epochs == e
+            idx[here], flip[here] = perm[ks[here]], flips[ks[here]]
+        self._cache = cache
+        return idx, flip
+
     def __iter__(self) -> Iterator[tuple[int, bool]]:
-        gb = self.b * self.world
         j = self.start_batch
-        cached_e, perm, flips = -1, None, None
         while True:
-            first = j * gb + self.rank * self.b
-            for pos in range(first, first + self.b):
-                e, k = divmod(pos, self.n)
-                if e != cached_e:
-                    cached_e, (perm, flips) = e, self._epoch(e)
-                yield int(perm[k]), bool(flips[k])
+            idx, flip = self.batch_keys(j)
+            yield from zip(idx.tolist(), flip.tolist(), strict=True)
             j += 1
 
 
@@ -270,12 +310,12 @@ class Batches:
 
     def _gather(self, b: int) -> Iterator[torch.Tensor]:
         tensor = self.data.tensor.to(self.device)
-        keys = iter(self.sampler)
+        j = self.sampler.start_batch
         while True:
-            items = [next(keys) for _ in range(b)]
-            idx = torch.tensor([i for i, _ in items], device=self.device)
-            batch = tensor[idx]
-            flip = torch.tensor([f for _, f in items], device=self.device)
+            idx, flip = self.sampler.batch_keys(j)
+            j += 1
+            batch = tensor[idx.to(self.device)]
+            flip = flip.to(self.device)
             if flip.any():
                 batch = torch.where(flip.view(-1, *[1] * (batch.ndim - 1)), batch.flip(-1), batch)
             yield batch
