@@ -55,6 +55,8 @@ def check_group_options(argv: list[str]) -> None:
         group = conf.joinpath(*key.lstrip("+").split("/"))
         if not group.is_dir() or any(c in value for c in "()[]{}$"):
             continue
+        if key.lstrip("+").startswith("hydra/"):  # plugins add options (submitit_local):
+            continue                              # Hydra checks its own groups
         options = sorted(p.name[:-5] for p in group.iterdir() if p.name.endswith(".yaml"))
         for option in (v.strip() for v in value.split(",")):
             if option not in options and option != "null":

@@ -285,6 +285,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info(f"done: {it} iterations; samples in {run_dir / 'samples'}, "
                  f"checkpoint {ckpt_dir / 'last.pt'}")
     D.barrier()
+    D.shutdown()  # a rank exiting with the group still open can abort its peers
     return {"iter": it}
 
 
