@@ -10,6 +10,12 @@ import torch
 import torch.nn.functional as F
 
 
+def full(x: torch.Tensor) -> torch.Tensor:
+    """At least float32: losses of half-precision (autocast) outputs are computed in float32,
+    float64 inputs stay float64 (exact checks)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def critic_wgan(r: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     """Negated E[T(x_r)] - E[T(x_f)]."""
     return f.mean() - r.mean()

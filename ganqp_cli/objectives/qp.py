@@ -7,11 +7,12 @@ import torch
 from ganqp_cli.errors import UserError
 from ganqp_cli.networks import PairCritic, spectral_normalise
 from ganqp_cli.objectives.base import Models, Objective, Stats, per_sample_mean
+from ganqp_cli.objectives.losses import full
 
 
 def qp_distance(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
     """Per-sample distance: `l1` mean |a - b|, `l2` root mean (a - b)^2 over all but dim 0."""
-    diff = (a - b).float()
+    diff = full(a - b)
     if kind == "l1":
         return per_sample_mean(diff.abs())
     if kind == "l2":
@@ -52,8 +53,8 @@ class GANQP(Objective):
     def delta(self, m: Models, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         if self.critic == "pair":
             t_rf, t_fr = m.D.both(real, fake)
-            return (t_rf - t_fr).float().flatten()
-        return (m.D(real) - m.D(fake)).float().flatten()
+            return full(t_rf - t_fr).flatten()
+        return full(m.D(real) - m.D(fake)).flatten()
 
     def critic_loss(self, m: Models, real: torch.Tensor, z: torch.Tensor
                     ) -> tuple[torch.Tensor, Stats]:
