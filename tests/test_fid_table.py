@@ -1,0 +1,151 @@
+"""scripts/fid_table.py on fake sweeps with known numbers: the table's values, exactly."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("fid_table", ROOT / "scripts" / "fid_table.py")
+fid_table = importlib.util.module_from_spec(_spec)
+sys.modules["fid_table"] = fid_table  # dataclasses look their module up
+_spec.loader.exec_module(fid_table)
+
+
+def make_job(sweep: Path, objective: str, seed: int, status: str | None,
+             fid: list[tuple[int, float]], rates: list[tuple[int, float]], *, data="digits",
+             res=32, extractor="digits", iters=300, at: int | None = None,
+             extra: tuple[str, ...] = ()) -> Path:
+    overrides = ["experiment=digits-table", f"objective={objective}", f"seed={seed}", *extra]
+    job = sweep / ",".join(sorted(o for o in overrides if "/" not in o))  # as Hydra names it
+    (job / ".hydra").mkdir(parents=True)
+    cfg = {"res": res, "seed": seed, "objective": {"name": objective},
+           "data": {"name": data, "root": "${oc.env:GANQP_DATA,data}/x"},
+           "train": {"iters": iters}, "fid": {"extractor": extractor}}
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if status is not None:
+        it = at if at is not None else iters
+        (job / "status.json").write_text(json.dumps(
+            {"status": status, "iter": it, "iters": iters, "time": 0.0}))
+    (job / "fid.jsonl").write_text("".join(
+        json.dumps({"iter": i, "fid": f, "kid": 0.0, "kid_std": 0.0, "n": 100,
+                    "extractor": extractor, "dims": 64}) + "\n" for i, f in fid))
+    (job / "metrics.jsonl").write_text("".join(
+        json.dumps({"iter": i, "d_loss": 0.0, "g_loss": 0.0, "it_per_s": r}) + "\n"
+        for i, r in rates))
+    return job
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    s = tmp_path / "sweep"
+    make_job(s, "gan-qp", 0, "done", [(100, 50.0), (200, 30.0), (300, 35.0)],
+             [(100, 10.0), (200, 5.0), (300, 10.0)])
+    make_job(s, "gan-qp", 1, "done", [(100, 40.0), (200, 34.0), (300, 33.0)],
+             [(100, 5.0), (200, 5.0), (300, 5.0)])
+    make_job(s, "wgan-gp", 0, "done", [(100, 45.0), (200, 48.0), (300, 46.0)],
+             [(100, 2.0), (200, 2.0), (300, 2.0)])
+    make_job(s, "wgan-gp", 1, "running", [(100, 47.0)], [(100, 4.0)], at=150)
+    make_job(s, "sgan-sn", 0, "failed", [(100, 60.0)], [(100, 10.0)], at=120)
+    make_job(s, "lsgan-sn", 0, None, [], [])
+    (s / "multirun.yaml").write_text("hydra: {}\n")
+    (s / ".submitit" / "1" / ".hydra").mkdir(parents=True)  # not a job
+    (s / ".submitit" / "1" / ".hydra" / "config.yaml").write_text("{}\n")
+    return s
+
+
+def rows_by_objective(out: Path) -> dict[str, dict[str, str]]:
+    with open(out / "fid_table.csv") as f:
+        return {r["objective"]: r for r in csv.DictReader(f)}
+
+
+def test_table_numbers_status_and_paper_columns(sweep, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert fid_table.main([str(sweep), "--out", str(out)]) == 0
+    rows = rows_by_objective(out)
+    assert list(rows) == ["gan-qp", "wgan-gp", "sgan-sn", "lsgan-sn"]  # the paper's order
+
+    qp_s = [(100 / 10 + 100 / 5 + 100 / 10) / 300, (100 / 5 + 100 / 5 + 100 / 5) / 300]
+    g = rows["gan-qp"]
+    assert float(g["fid_mean"]) == statistics.fmean([30.0, 33.0]) == 31.5
+    assert float(g["fid_std"]) == statistics.stdev([30.0, 33.0])
+    assert g["best_iters"] == "200;300"
+    assert float(g["sec_per_iter"]) == statistics.fmean(qp_s)
+    assert float(g["rel_time_vs_gan_qp"]) == 1.0
+    assert (g["done"], g["jobs"], g["paper_fid"], g["paper_rel_time"]) == ("2", "2", "45.0", "1.0")
+
+    w = rows["wgan-gp"]  # one seed still running: counted, its FID so far included
+    assert float(w["fid_mean"]) == 46.0 and float(w["fid_std"]) == statistics.stdev([45.0, 47.0])
+    assert w["best_iters"] == "100;100"
+    assert float(w["sec_per_iter"]) == statistics.fmean([0.5, 0.25])
+    assert float(w["rel_time_vs_gan_qp"]) == pytest.approx(0.375 / statistics.fmean(qp_s),
+                                                           rel=1e-15)
+    assert (w["done"], w["running"], w["paper_fid"], w["paper_rel_time"]) == (
+        "1", "1", "55.5", "1.5")
+
+    s = rows["sgan-sn"]
+    assert (s["failed"], s["fid_mean"], s["fid_std"], s["paper_fid"]) == ("1", "60.0", "", "44.5")
+    assert float(s["rel_time_vs_gan_qp"]) == pytest.approx(0.1 / statistics.fmean(qp_s))
+    ls = rows["lsgan-sn"]  # not started: kept, with nothing measured
+    assert (ls["not_started"], ls["fid_mean"], ls["sec_per_iter"]) == ("1", "", "")
+
+    md = (out / "fid_table.md").read_text()
+    assert md == capsys.readouterr().out
+    assert "| gan-qp | 31.50 ± 2.12 | 200, 300 | 0.1667 | 1.00x | 2/2 done | 45 | 1x |" in md
+    assert "1/2 done; 1 running (seed 1 at 150/300)" in md
+    assert "0/1 done; 1 failed (seed 0 at 120/300)" in md
+    assert "0/1 done; 1 not started (seed 0 at 0/300)" in md
+    assert "paper FID (CelebA-HQ 128, Keras Inception)" in md
+    assert "domain metric" in md  # digits FID is not comparable with the paper's
+    with Image.open(out / "fid_curves.png") as im:
+        assert im.size[0] > 300 and im.size[1] > 300
+
+
+def test_curves_average_seeds_at_each_iteration(sweep):
+    rows = fid_table.summarize(fid_table.find_jobs(sweep), fid_table.load_paper())
+    wgan = next(r for r in rows if r.objective == "wgan-gp")
+    assert fid_table.curve(wgan) == ([100, 200, 300], [46.0, 48.0, 46.0], [45.0, 48.0, 46.0],
+                                     [47.0, 48.0, 46.0])
+
+
+def test_resolution_picks_the_papers_row_and_variants_are_separate_rows(tmp_path):
+    s = tmp_path / "sweep"
+    kw = dict(data="celebahq", res=256, extractor="inception")
+    make_job(s, "gan-qp", 0, "done", [(1000, 25.0)], [(1000, 4.0)], **kw)
+    make_job(s, "sgan-sn", 0, "done", [(1000, 29.0)], [(1000, 2.0)], **kw)
+    make_job(s, "gan-qp", 0, "done", [(1000, 24.0)], [(1000, 1.0)], **kw,
+             extra=("train.opt_d.lr=1e-4",))
+    make_job(s, "sgan-sn", 0, "done", [(1000, 28.0)], [(1000, 4.0)], **kw,
+             extra=("train.opt_d.lr=1e-4", "data.root=/elsewhere"))
+    rows = fid_table.summarize(fid_table.find_jobs(s), fid_table.load_paper())
+    got = [(r.variant, r.objective, r.fid_mean, r.rel_time, r.paper["fid"]) for r in rows]
+    assert got == [("", "gan-qp", 25.0, 1.0, 22.7), ("", "sgan-sn", 29.0, 2.0, 27.9),
+                   ("train.opt_d.lr=1e-4", "gan-qp", 24.0, 1.0, 22.7),
+                   ("train.opt_d.lr=1e-4", "sgan-sn", 28.0, 0.25, 27.9)]
+    md = fid_table.markdown(rows)
+    assert "paper FID (CelebA-HQ 256, Keras Inception)" in md
+    assert "Keras' ImageNet InceptionV3" in md  # marked as a different network
+
+
+def test_paper_numbers_are_the_shared_reference():
+    rows = fid_table.load_paper()
+    assert [(r["resolution"], r["objective"], r["fid"]) for r in rows] == [
+        (128, "gan-qp", 45.0), (128, "gan-qp-l2", 44.7), (128, "wgan-gp", 55.5),
+        (128, "wgan-sn", 47.8), (128, "sgan-sn", 44.5), (128, "lsgan-sn", 45.8),
+        (256, "gan-qp", 22.7), (256, "sgan-sn", 27.9), (512, "gan-qp", 26.44)]
+
+
+def test_not_a_sweep_is_a_clear_error(tmp_path, capsys):
+    assert fid_table.main([str(tmp_path / "nope")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    assert fid_table.main([str(tmp_path)]) == 2
+    assert "no job directories" in capsys.readouterr().err
