@@ -81,7 +81,16 @@ def make(node: DictConfig, key: str, **kwargs: Any) -> Any:
             cause = cause.__cause__
         if isinstance(cause, UserError):
             raise cause from None
-        if isinstance(cause, TypeError):
+        if isinstance(cause, TypeError | ValueError):
             raise UserError(f"{key}: {cause}. Check the keys under {key} (`--cfg job` shows "
                             "them).") from None
         raise
+
+
+def make_optimizer(node: DictConfig, key: str, params: list) -> Any:
+    """An optimiser from its node; `betas=[0,0.9]` as typed on a command line is accepted
+    (torch wants floats, Hydra parses 0 as an int)."""
+    spec = OmegaConf.to_container(node, resolve=True)
+    if isinstance(spec.get("betas"), list | tuple):
+        spec["betas"] = [float(b) for b in spec["betas"]]
+    return make(OmegaConf.create(spec), key, params=params)

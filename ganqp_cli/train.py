@@ -23,7 +23,7 @@ from torch import nn
 
 from ganqp_cli import checkpoint as ckpt
 from ganqp_cli import distributed as D
-from ganqp_cli.config import amp_mode, make, validate
+from ganqp_cli.config import amp_mode, make, make_optimizer, validate
 from ganqp_cli.data import Batches
 from ganqp_cli.fid_train import FidMonitor
 from ganqp_cli.logger import RunLogger
@@ -82,8 +82,8 @@ class Setup:
         self.d_mods = self.objective.critic_modules(self.models)
         self.g_mods = self.objective.generator_modules(self.models)
         self.d_params, self.g_params = params_of(self.d_mods), params_of(self.g_mods)
-        self.opt_d = make(cfg.train.opt_d, "train.opt_d", params=self.d_params)
-        self.opt_g = make(cfg.train.opt_g, "train.opt_g", params=self.g_params)
+        self.opt_d = make_optimizer(cfg.train.opt_d, "train.opt_d", self.d_params)
+        self.opt_g = make_optimizer(cfg.train.opt_g, "train.opt_g", self.g_params)
         amp = amp_mode(cfg.train.amp) if device.type == "cuda" else "off"
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler_d = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
@@ -166,7 +166,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     ckpt_dir = run_dir / "checkpoints"
     start, consumed, extra = 0, 0, {}
-    found = find_resume(cfg, ckpt_dir)
+    found = D.broadcast_object(find_resume(cfg, ckpt_dir))  # rank 0 decides for all
     if found:
         key, path = found
         state = ckpt.load(path, key=key)

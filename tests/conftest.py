@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from ganqp_cli.cli import main
 # threads spin against each other (10x slower); subprocesses inherit the env setting.
 torch.set_num_threads(1)
 os.environ["OMP_NUM_THREADS"] = "1"
+# Caches (digits classifier, FID reference statistics) go to a per-session folder, not ~.
+os.environ.setdefault("GANQP_CACHE", tempfile.mkdtemp(prefix="ganqp_test_cache_"))
 
 # A few-iteration digits run at 16 px with tiny networks.
 TINY = ["res=16", "arch.width=0.125", "train.batch_size=16", "train.iters=4",

@@ -16,7 +16,7 @@ from ganqp_cli.sampling import latents, load_trained
 # Digits at 16 px with 10% held out, tiny networks, z_dim 16, and a learning rate of 1e-3
 # (the references' 1e-4 / 2e-4 need thousands of iterations) so a few hundred iterations
 # learn a usable encoder.
-COMMON = ["res=16", "arch.width=0.125", "arch.z_dim=16", "train.batch_size=32",
+COMMON = ["res=16", "arch.width=0.125", "arch.d_norm=bn", "arch.z_dim=16", "train.batch_size=32",
           "data.holdout=0.1", "train.opt_d.lr=1e-3", "train.opt_g.lr=1e-3",
           "train.log_every=100", "train.sample_every=0", "train.ckpt_every=0",
           "train.workers=0"]

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from ganqp_cli.config import make, validate
 from ganqp_cli.errors import UserError
+from tests.conftest import TINY
 
 CONF = importlib.resources.files("ganqp_cli.conf")
 
@@ -97,7 +98,8 @@ def test_dcgan_generalises_by_blocks(res):
     if res == 64:
         chans = [m.out_channels for m in G.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
         assert chans == [512, 256, 128, 64, 3]
-        assert [m.out_channels for m in D if isinstance(m, torch.nn.Conv2d)] == [64, 128, 256, 512, 1]
+        convs = [m.out_channels for m in D if isinstance(m, torch.nn.Conv2d)]
+        assert convs == [64, 128, 256, 512, 1]
     if res <= 64:
         assert D(G(torch.randn(2, 100))).shape == (2, 1)
 
@@ -126,3 +128,16 @@ def test_unknown_constructor_key_is_a_user_error():
     cfg = composed("+objective.lamda=5")
     with pytest.raises(UserError, match="objective"):
         make(cfg.objective, "objective")
+
+
+def test_integer_betas_from_the_command_line_are_accepted(cli, tmp_path):
+    r = cli("train", *TINY, "train.iters=1", "train.opt_d.betas=[0,0.9]",
+            f"hydra.run.dir={tmp_path}")
+    assert r.code == 0, r
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert tuple(state["opt_d"]["param_groups"][0]["betas"]) == (0.0, 0.9)
+
+
+def test_a_bad_optimiser_value_is_a_user_error(cli, tmp_path):
+    r = cli("train", *TINY, "train.iters=1", "train.opt_d.lr=-1", f"hydra.run.dir={tmp_path}")
+    assert r.code == 2 and "train.opt_d" in r.msg and "Traceback" not in r.err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def test_paper_presets_fix_the_protocol_and_leave_the_objective_its_own_schedule
         preset, res, batch):
     for objective in TABLE:
         cfg = compose_train(f"experiment={preset}", f"objective={objective}")
-        own = compose_train(f"objective={objective}")  # the objective on its own
+        own = compose_train(f"objective={objective}", "data=celebahq")  # the objective alone
         assert (cfg.res, cfg.train.batch_size, cfg.arch.z_dim, cfg.arch.width) == (
             res, batch, 128, 1.0)
         assert (cfg.arch.name, cfg.data.name, cfg.objective.name) == (
@@ -95,7 +96,16 @@ def test_submitit_local_sweep_runs_each_job_as_a_two_process_group(cli, tmp_path
         assert "cpu x2" in text and "parameters identical on all 2 ranks" in text
 
 
-def test_submitit_torch_env_maps_a_slurm_task_to_torchrun_variables(monkeypatch):
+@pytest.fixture
+def restored_environ():
+    """submitit exports straight into os.environ; later in-process runs must not see it."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_submitit_torch_env_maps_a_slurm_task_to_torchrun_variables(monkeypatch, restored_environ):
     for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
               "MASTER_PORT"):
         monkeypatch.delenv(k, raising=False)
