@@ -104,3 +104,17 @@ def test_ema_disabled_and_tensorboard_written(cli, tmp_path):
     r = cli("train", *TINY, "train.ema=0", f"hydra.run.dir={run}")
     assert r.code == 0, r
     assert any((run / "tb").iterdir())
+
+
+def test_progress_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path, capsys):
+    from ganqp_cli.logger import RunLogger
+    for console in (True, False):
+        log = RunLogger(tmp_path / str(console), total=10, start=0, console=console)
+        log.step(5)
+        log.log(5, {"d_loss": -1.5, "g_loss": 2.25, "img_per_s": 100.0, "fid": float("nan")})
+        log.close()
+        row = read_metrics(tmp_path / str(console))[0]
+        assert row == {"iter": 5, "d_loss": -1.5, "g_loss": 2.25, "img_per_s": 100.0, "fid": None}
+    out = capsys.readouterr().out
+    assert "100 img/s" in out  # the rich bar's rate column, with the last losses
+    assert out.count("[      5/10] d_loss -1.5  g_loss 2.25  img_per_s 100") == 1  # plain line
