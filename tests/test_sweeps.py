@@ -60,7 +60,9 @@ def test_digits_table_preset_is_offline_and_cpu_sized():
         cfg = compose_train("experiment=digits-table", f"objective={objective}")
         assert (cfg.data.name, cfg.fid.extractor, cfg.arch.name) == ("digits", "digits", "gan-qp")
         assert cfg.train.fid_every > 0 and cfg.train.iters % cfg.train.fid_every == 0
-        assert cfg.train.d_steps == compose_train(f"objective={objective}").train.d_steps
+        own = compose_train(f"objective={objective}", "data=celebahq")  # the objective alone
+        for key in ("train.d_steps", "train.opt_d", "train.opt_g", "arch.sn", "arch.d_norm"):
+            assert OmegaConf.select(cfg, key) == OmegaConf.select(own, key), (objective, key)
     # a command-line override still wins over the preset
     assert compose_train("experiment=digits-table", "train.iters=7").train.iters == 7
 
