@@ -124,6 +124,33 @@ class Setup:
             seed_all(self.cfg.seed * 7919 + self.dist.rank + state["iter"])
 
 
+def critic_step(s: Setup, real: torch.Tensor, z: torch.Tensor
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One critic update (gradients averaged over ranks); returns the loss and its stats."""
+    with s.autocast():
+        loss, stats = s.objective.critic_loss(s.models, real, z)
+    s.opt_d.zero_grad(set_to_none=True)
+    s.scaler_d.scale(loss).backward()
+    D.all_reduce_grads(s.d_params)
+    s.scaler_d.step(s.opt_d)
+    s.scaler_d.update()
+    s.objective.after_critic_step(s.models)  # e.g. WGAN's weight clipping
+    return loss, stats
+
+
+def generator_step(s: Setup, real: torch.Tensor, z: torch.Tensor
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One generator (and encoder) update; returns the loss and its stats."""
+    with s.autocast():
+        loss, stats = s.objective.generator_loss(s.models, real, z)
+    s.opt_g.zero_grad(set_to_none=True)
+    s.scaler_g.scale(loss).backward()
+    D.all_reduce_grads(s.g_params)
+    s.scaler_g.step(s.opt_g)
+    s.scaler_g.update()
+    return loss, stats
+
+
 def find_resume(cfg: DictConfig, ckpt_dir: Path) -> tuple[str, Path] | None:
     if cfg.resume:
         return "resume", Path(cfg.resume)
@@ -216,30 +243,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
             set_trainable(s.g_mods, False)
             set_trainable(s.d_mods, True)
             for _ in range(t.d_steps):
-                real = next(batches)
-                z = torch.randn(local_b, s.z_dim, device=device)
-                with s.autocast():
-                    loss_d, stats_d = s.objective.critic_loss(s.models, real, z)
-                s.opt_d.zero_grad(set_to_none=True)
-                s.scaler_d.scale(loss_d).backward()
-                D.all_reduce_grads(s.d_params)
-                s.scaler_d.step(s.opt_d)
-                s.scaler_d.update()
-                s.objective.after_critic_step(s.models)
+                loss_d, stats_d = critic_step(s, next(batches),
+                                              torch.randn(local_b, s.z_dim, device=device))
                 _accumulate(acc, {"d_loss": loss_d, **stats_d}, 1.0 / t.d_steps)
 
             # ---- generator phase: one step, critic frozen ------------------------------
             set_trainable(s.d_mods, False)
             set_trainable(s.g_mods, True)
-            real = next(batches)
-            z = torch.randn(local_b, s.z_dim, device=device)
-            with s.autocast():
-                loss_g, stats_g = s.objective.generator_loss(s.models, real, z)
-            s.opt_g.zero_grad(set_to_none=True)
-            s.scaler_g.scale(loss_g).backward()
-            D.all_reduce_grads(s.g_params)
-            s.scaler_g.step(s.opt_g)
-            s.scaler_g.update()
+            loss_g, stats_g = generator_step(s, next(batches),
+                                             torch.randn(local_b, s.z_dim, device=device))
             _accumulate(acc, {"g_loss": loss_g, **{f"g_{k}": v for k, v in stats_g.items()}})
             if t.ema > 0:
                 update_ema(s.ema, s.models.G, min(t.ema, (1 + it) / (10 + it)))

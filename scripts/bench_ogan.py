@@ -22,7 +22,7 @@ from hydra import compose, initialize_config_module
 
 from ganqp_cli.data import Batches
 from ganqp_cli.distributed import Dist, device_for
-from ganqp_cli.train import Setup, seed_all, set_trainable, update_ema
+from ganqp_cli.train import Setup, critic_step, generator_step, seed_all, set_trainable, update_ema
 
 
 def compose_for(objective: str, args: argparse.Namespace):
@@ -55,20 +55,10 @@ def run_iters(s: Setup, batches: Batches, n: int) -> float:
         set_trainable(s.g_mods, False)
         set_trainable(s.d_mods, True)
         for _ in range(t.d_steps):
-            real, z = next(batches), torch.randn(b, s.z_dim, device=s.device)
-            with s.autocast():
-                loss, _ = s.objective.critic_loss(s.models, real, z)
-            s.opt_d.zero_grad(set_to_none=True)
-            loss.backward()
-            s.opt_d.step()
+            critic_step(s, next(batches), torch.randn(b, s.z_dim, device=s.device))
         set_trainable(s.d_mods, False)
         set_trainable(s.g_mods, True)
-        real, z = next(batches), torch.randn(b, s.z_dim, device=s.device)
-        with s.autocast():
-            loss, _ = s.objective.generator_loss(s.models, real, z)
-        s.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        s.opt_g.step()
+        generator_step(s, next(batches), torch.randn(b, s.z_dim, device=s.device))
         update_ema(s.ema, s.models.G, t.ema)
     sync()
     return (time.perf_counter() - start) / n
