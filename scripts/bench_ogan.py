@@ -1,11 +1,11 @@
 """The extra cost of O-GAN over its base objective GAN-QP: seconds per training iteration of
 each, measured in one run, and their ratio (the paper's claim: almost none).
 
-Both run the training loop's steps (ganqp_cli.train.Setup: same networks, data stream,
-optimiser and critic steps) with identical settings, O-GAN's own (1 critic step,
-RMSprop(1e-4)), so the difference is O-GAN's: a critic with z_dim outputs and the
-correlation term in both losses. Timed blocks alternate between the two to spread any
-drift in machine load evenly; the ratio is that of the best blocks.
+Both run the training loop's own updates (ganqp_cli.train.critic_step and generator_step on
+a Setup: same networks, data stream, optimiser and critic steps) with identical settings,
+O-GAN's own (1 critic step, RMSprop(1e-4)), so the difference is O-GAN's: a critic with
+z_dim outputs and the correlation term in both losses. Timed blocks alternate between the
+two to spread any drift in machine load evenly; the ratio is that of the best blocks.
 
     python scripts/bench_ogan.py                     # digits, 32 px, width 0.25, CPU or GPU
     python scripts/bench_ogan.py --res 128 --width 1 --data folder --root DIR   # reference size
