@@ -124,16 +124,21 @@ class Setup:
             seed_all(self.cfg.seed * 7919 + self.dist.rank + state["iter"])
 
 
+def _apply(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+           params: list[nn.Parameter]) -> None:
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    D.all_reduce_grads(params)  # every rank steps with the same averaged gradients
+    scaler.step(opt)
+    scaler.update()
+
+
 def critic_step(s: Setup, real: torch.Tensor, z: torch.Tensor
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One critic update (gradients averaged over ranks); returns the loss and its stats."""
     with s.autocast():
         loss, stats = s.objective.critic_loss(s.models, real, z)
-    s.opt_d.zero_grad(set_to_none=True)
-    s.scaler_d.scale(loss).backward()
-    D.all_reduce_grads(s.d_params)
-    s.scaler_d.step(s.opt_d)
-    s.scaler_d.update()
+    _apply(loss, s.opt_d, s.scaler_d, s.d_params)
     s.objective.after_critic_step(s.models)  # e.g. WGAN's weight clipping
     return loss, stats
 
@@ -143,11 +148,7 @@ def generator_step(s: Setup, real: torch.Tensor, z: torch.Tensor
     """One generator (and encoder) update; returns the loss and its stats."""
     with s.autocast():
         loss, stats = s.objective.generator_loss(s.models, real, z)
-    s.opt_g.zero_grad(set_to_none=True)
-    s.scaler_g.scale(loss).backward()
-    D.all_reduce_grads(s.g_params)
-    s.scaler_g.step(s.opt_g)
-    s.scaler_g.update()
+    _apply(loss, s.opt_g, s.scaler_g, s.g_params)
     return loss, stats
 
 
