@@ -31,6 +31,8 @@ FORMAT = "ganqp-checkpoint"
 VERSION = 1
 # What a resumed run must share with its checkpoint: the networks and the objective.
 IDENTITY_KEYS = ("arch", "objective", "res")
+# ... less the objective's schedule, which a resumed run may change like any train.* key.
+SCHEDULE_KEYS = ("objective.d_steps", "objective.opt_d", "objective.opt_g")
 
 
 def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> None:
@@ -90,8 +92,11 @@ def _flatten(d: Any, prefix: str) -> dict[str, Any]:
 
 def check_compatible(saved: dict[str, Any], current: dict[str, Any], path: str) -> None:
     """Refuse a resume whose networks or objective differ, naming the first differing key."""
-    a = {k: v for key in IDENTITY_KEYS for k, v in _flatten(saved.get(key), key).items()}
-    b = {k: v for key in IDENTITY_KEYS for k, v in _flatten(current.get(key), key).items()}
+    def identity(cfg: dict[str, Any]) -> dict[str, Any]:
+        flat = {k: v for key in IDENTITY_KEYS for k, v in _flatten(cfg.get(key), key).items()}
+        return {k: v for k, v in flat.items() if not k.startswith(SCHEDULE_KEYS)}
+
+    a, b = identity(saved), identity(current)
     for k in sorted(set(a) | set(b)):
         if a.get(k, "<absent>") != b.get(k, "<absent>"):
             raise UserError(f"cannot resume from {path}: {k} differs (checkpoint: "

@@ -32,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 
 CONFIG_PATH = "pkg://ganqp_cli.conf"
 
+# Keys that moved (old -> new): a command line with the old one is told where it went.
+MOVED_KEYS = {"train.d_steps": "objective.d_steps", "train.opt_d": "objective.opt_d",
+              "train.opt_g": "objective.opt_g"}
+
 
 def usage() -> str:
     lines = ["usage: ganqp <command> [key=value ...] [-m] [--cfg job] [--help]", "", "commands:"]
@@ -52,6 +56,12 @@ def check_group_options(argv: list[str]) -> None:
         if "=" not in arg or arg.startswith(("-", "~")):
             continue
         key, value = arg.split("=", 1)
+        for old, new in MOVED_KEYS.items():
+            bare = key.lstrip("+~")
+            if bare == old or bare.startswith(old + "."):
+                raise UserError(f"{bare} has moved to {new + bare[len(old):]}: an objective's "
+                                "critic steps and optimisers live under objective.* (e.g. "
+                                f"{new + bare[len(old):]}={value}).")
         group = conf.joinpath(*key.lstrip("+").split("/"))
         if not group.is_dir() or any(c in value for c in "()[]{}$"):
             continue

@@ -47,7 +47,9 @@ def validate(cfg: DictConfig, world: int = 1) -> None:
              "res", res, "a power of two from 16 to 1024 (16, 32, 64, 128, 256, 512, 1024), "
              "or 0 for point data such as data=ring8")
     t = cfg.train
-    for key in ("iters", "batch_size", "d_steps", "log_every", "sample_n"):
+    _require(isinstance(cfg.objective.d_steps, int) and cfg.objective.d_steps >= 1,
+             "objective.d_steps", cfg.objective.d_steps, "a whole number >= 1")
+    for key in ("iters", "batch_size", "log_every", "sample_n"):
         _require(isinstance(t[key], int) and t[key] >= 1, f"train.{key}", t[key],
                  "a whole number >= 1")
     for key in ("sample_every", "ckpt_every", "keep_ckpts", "workers", "threads"):
@@ -66,15 +68,31 @@ def validate(cfg: DictConfig, world: int = 1) -> None:
         _require(torch.cuda.is_available(), "device", dev,
                  "CUDA is not available on this machine; use device=cpu or device=auto")
     for key in ("opt_d", "opt_g"):
-        node = t[key]
-        _require(isinstance(node, DictConfig) and "_target_" in node, f"train.{key}", node,
+        node = cfg.objective[key]
+        _require(isinstance(node, DictConfig) and "_target_" in node, f"objective.{key}", node,
                  "an optimiser node such as {_target_: torch.optim.Adam, lr: 2e-4}")
+
+
+# Keys of a group's node that are the loop's, not the constructor's: an objective's critic
+# steps, optimisers and critic-network choice (arch.sn/arch.d_norm interpolate them), and a
+# data set's run preset (res, arch.width, train.* interpolate it).
+NOT_ARGUMENTS = {"objective": ("d_steps", "opt_d", "opt_g", "sn", "d_norm"),
+                 "data": ("preset",)}
+
+
+def constructor_node(node: DictConfig, key: str) -> DictConfig:
+    """`node` less the keys of NOT_ARGUMENTS[key] (a copy; `node` is left as it is)."""
+    drop = NOT_ARGUMENTS.get(key, ())
+    if not any(k in node for k in drop):
+        return node
+    spec = OmegaConf.to_container(node, resolve=True)
+    return OmegaConf.create({k: v for k, v in spec.items() if k not in drop})
 
 
 def make(node: DictConfig, key: str, **kwargs: Any) -> Any:
     """Instantiate `node` (config key `key`); constructor errors become UserErrors."""
     try:
-        return instantiate(node, **kwargs)
+        return instantiate(constructor_node(node, key), **kwargs)
     except InstantiationException as err:
         cause = err.__cause__
         while isinstance(cause, InstantiationException) and cause.__cause__ is not None:

@@ -1,6 +1,6 @@
 """`ganqp train`: the training loop, readable top to bottom.
 
-One iteration = `train.d_steps` critic steps, then one generator step, each on a fresh real
+One iteration = `objective.d_steps` critic steps, then one generator step, each on a fresh real
 batch and fresh z. What the losses are is the objective's business (ganqp_cli.objectives);
 this loop never looks at which objective it runs.
 """
@@ -82,8 +82,8 @@ class Setup:
         self.d_mods = self.objective.critic_modules(self.models)
         self.g_mods = self.objective.generator_modules(self.models)
         self.d_params, self.g_params = params_of(self.d_mods), params_of(self.g_mods)
-        self.opt_d = make_optimizer(cfg.train.opt_d, "train.opt_d", self.d_params)
-        self.opt_g = make_optimizer(cfg.train.opt_g, "train.opt_g", self.g_params)
+        self.opt_d = make_optimizer(cfg.objective.opt_d, "objective.opt_d", self.d_params)
+        self.opt_g = make_optimizer(cfg.objective.opt_g, "objective.opt_g", self.g_params)
         amp = amp_mode(cfg.train.amp) if device.type == "cuda" else "off"
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler_d = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
@@ -243,10 +243,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
             # ---- critic phase: d_steps steps, generator frozen -------------------------
             set_trainable(s.g_mods, False)
             set_trainable(s.d_mods, True)
-            for _ in range(t.d_steps):
+            for _ in range(cfg.objective.d_steps):
                 loss_d, stats_d = critic_step(s, next(batches),
                                               torch.randn(local_b, s.z_dim, device=device))
-                _accumulate(acc, {"d_loss": loss_d, **stats_d}, 1.0 / t.d_steps)
+                _accumulate(acc, {"d_loss": loss_d, **stats_d}, 1.0 / cfg.objective.d_steps)
 
             # ---- generator phase: one step, critic frozen ------------------------------
             set_trainable(s.d_mods, False)
@@ -267,7 +267,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 values = D.all_reduce_mean({k: v / n_acc for k, v in acc.items()})
                 now = time.time()
                 rate = (it - it_last) / max(now - t_last, 1e-9)
-                values.update(it_per_s=rate, img_per_s=rate * t.batch_size * (t.d_steps + 1),
+                draws = cfg.objective.d_steps + 1
+                values.update(it_per_s=rate, img_per_s=rate * t.batch_size * draws,
                               elapsed_s=now - log.t0)
                 if not all(np.isfinite(v) for v in values.values()):
                     log.info(f"warning: non-finite loss at iter {it}: {values}")

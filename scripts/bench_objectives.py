@@ -69,7 +69,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for n in names:
                 own[n].append(seconds_per_iter(n, args, [], Path(tmp)))
-                same[n].append(seconds_per_iter(n, args, ["train.d_steps=2"], Path(tmp)))
+                same[n].append(seconds_per_iter(n, args, ["objective.d_steps=2"], Path(tmp)))
     med = {n: statistics.median(v) for n, v in own.items()}
     med2 = {n: statistics.median(v) for n, v in same.items()}
     print(f"arch={args.arch} res={args.res} width={args.width} batch={args.batch} "
@@ -85,7 +85,7 @@ def main() -> None:
 def d_steps(objective: str) -> int:
     from hydra import compose, initialize_config_module
     with initialize_config_module(config_module="ganqp_cli.conf", version_base="1.3"):
-        return int(compose("train", overrides=[f"objective={objective}"]).train.d_steps)
+        return int(compose("train", overrides=[f"objective={objective}"]).objective.d_steps)
 
 
 if __name__ == "__main__":

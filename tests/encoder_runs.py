@@ -17,7 +17,7 @@ from ganqp_cli.sampling import latents, load_trained
 # (the references' 1e-4 / 2e-4 need thousands of iterations) so a few hundred iterations
 # learn a usable encoder.
 COMMON = ["res=16", "arch.width=0.125", "arch.d_norm=bn", "arch.z_dim=16", "train.batch_size=32",
-          "data.holdout=0.1", "train.opt_d.lr=1e-3", "train.opt_g.lr=1e-3",
+          "data.holdout=0.1", "objective.opt_d.lr=1e-3", "objective.opt_g.lr=1e-3",
           "train.log_every=100", "train.sample_every=0", "train.ckpt_every=0",
           "train.workers=0"]
 RUNS = {

@@ -47,7 +47,7 @@ def test_every_objective_composes_and_builds(objective):
     obj = make(cfg.objective, "objective")
     models = obj.build(make(cfg.arch, "arch"), (1, 16, 16))
     assert models.G(torch.randn(2, models.G.z_dim)).shape == (2, 1, 16, 16)
-    opt = make(cfg.train.opt_d, "train.opt_d", params=list(models.D.parameters()))
+    opt = make(cfg.objective.opt_d, "objective.opt_d", params=list(models.D.parameters()))
     assert isinstance(opt, torch.optim.Optimizer)
 
 
@@ -107,7 +107,8 @@ def test_dcgan_generalises_by_blocks(res):
 @pytest.mark.parametrize(("override", "key"), [
     ("res=48", "res=48"), ("res=2048", "res=2048"), ("res=8", "res=8"),
     ("train.batch_size=0", "train.batch_size"), ("train.ema=1.5", "train.ema"),
-    ("train.amp=fp8", "train.amp"), ("device=tpu", "device"), ("train.d_steps=0", "train.d_steps"),
+    ("train.amp=fp8", "train.amp"), ("device=tpu", "device"),
+    ("objective.d_steps=0", "objective.d_steps"),
 ])
 def test_validation_names_the_key(override, key):
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
@@ -131,7 +132,7 @@ def test_unknown_constructor_key_is_a_user_error():
 
 
 def test_integer_betas_from_the_command_line_are_accepted(cli, tmp_path):
-    r = cli("train", *TINY, "train.iters=1", "train.opt_d.betas=[0,0.9]",
+    r = cli("train", *TINY, "train.iters=1", "objective.opt_d.betas=[0,0.9]",
             f"hydra.run.dir={tmp_path}")
     assert r.code == 0, r
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
@@ -139,5 +140,5 @@ def test_integer_betas_from_the_command_line_are_accepted(cli, tmp_path):
 
 
 def test_a_bad_optimiser_value_is_a_user_error(cli, tmp_path):
-    r = cli("train", *TINY, "train.iters=1", "train.opt_d.lr=-1", f"hydra.run.dir={tmp_path}")
-    assert r.code == 2 and "train.opt_d" in r.msg and "Traceback" not in r.err
+    r = cli("train", *TINY, "train.iters=1", "objective.opt_d.lr=-1", f"hydra.run.dir={tmp_path}")
+    assert r.code == 2 and "objective.opt_d" in r.msg and "Traceback" not in r.err

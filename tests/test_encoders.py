@@ -62,12 +62,12 @@ def test_reference_settings_by_resolution():
     assert OGAN(lam=0.25).lam_for(256) == 0.25
     assert BiGANQP(beta2=1.0).betas_for(256) == (4.0, 1.0)
     cfg = composed("objective=o-gan")
-    assert cfg.objective.base == "gan-qp" and cfg.train.d_steps == 1
-    opt = make(cfg.train.opt_d, "opt", params=[nn.Parameter(torch.zeros(1))])
+    assert cfg.objective.base == "gan-qp" and cfg.objective.d_steps == 1
+    opt = make(cfg.objective.opt_d, "opt", params=[nn.Parameter(torch.zeros(1))])
     assert isinstance(opt, torch.optim.RMSprop)
     assert opt.defaults["lr"] == 1e-4 and opt.defaults["alpha"] == 0.99
     cfg = composed("objective=bigan-qp")
-    assert cfg.objective.lam == 10.0 and cfg.train.d_steps == 2
+    assert cfg.objective.lam == 10.0 and cfg.objective.d_steps == 2
 
 
 def test_o_gan_encoder_is_the_critic_registered_once():

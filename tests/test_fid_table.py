@@ -123,14 +123,14 @@ def test_resolution_picks_the_papers_row_and_variants_are_separate_rows(tmp_path
     make_job(s, "gan-qp", 0, "done", [(1000, 25.0)], [(1000, 4.0)], **kw)
     make_job(s, "sgan-sn", 0, "done", [(1000, 29.0)], [(1000, 2.0)], **kw)
     make_job(s, "gan-qp", 0, "done", [(1000, 24.0)], [(1000, 1.0)], **kw,
-             extra=("train.opt_d.lr=1e-4",))
+             extra=("objective.opt_d.lr=1e-4",))
     make_job(s, "sgan-sn", 0, "done", [(1000, 28.0)], [(1000, 4.0)], **kw,
-             extra=("train.opt_d.lr=1e-4", "data.root=/elsewhere"))
+             extra=("objective.opt_d.lr=1e-4", "data.root=/elsewhere"))
     rows = fid_table.summarize(fid_table.find_jobs(s), fid_table.load_paper())
     got = [(r.variant, r.objective, r.fid_mean, r.rel_time, r.paper["fid"]) for r in rows]
     assert got == [("", "gan-qp", 25.0, 1.0, 22.7), ("", "sgan-sn", 29.0, 2.0, 27.9),
-                   ("train.opt_d.lr=1e-4", "gan-qp", 24.0, 1.0, 22.7),
-                   ("train.opt_d.lr=1e-4", "sgan-sn", 28.0, 0.25, 27.9)]
+                   ("objective.opt_d.lr=1e-4", "gan-qp", 24.0, 1.0, 22.7),
+                   ("objective.opt_d.lr=1e-4", "sgan-sn", 28.0, 0.25, 27.9)]
     md = fid_table.markdown(rows)
     assert "paper FID (CelebA-HQ 256, Keras Inception)" in md
     assert "Keras' ImageNet InceptionV3" in md  # marked as a different network

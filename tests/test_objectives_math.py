@@ -221,14 +221,14 @@ def test_wgan_gp_penalty_of_a_linear_critic():
 
 
 def test_wgan_clips_every_critic_weight_after_each_critic_step():
-    cfg = composed("objective=wgan", "data=ring8", "arch=mlp", "train.opt_d.lr=0.05")
+    cfg = composed("objective=wgan", "data=ring8", "arch=mlp", "objective.opt_d.lr=0.05")
     obj = make(cfg.objective, "objective")
     m = obj.build(make(cfg.arch, "arch"), (2,))
     c = cfg.objective.clip
     assert c == 0.01 and isinstance(obj, WGAN)
-    opt = make(cfg.train.opt_d, "train.opt_d", params=list(m.D.parameters()))
+    opt = make(cfg.objective.opt_d, "objective.opt_d", params=list(m.D.parameters()))
     torch.manual_seed(0)
-    for _ in range(cfg.train.d_steps):
+    for _ in range(cfg.objective.d_steps):
         loss = obj.critic_loss(m, torch.randn(64, 2) * 2, torch.randn(64, 2))[0]
         opt.zero_grad()
         loss.backward()
@@ -263,7 +263,7 @@ def test_spectral_norm_critic_layers_have_unit_largest_singular_value(objective,
                 for x in layers]
 
     assert max(abs(s - 1) for s in sigmas()) < 0.05
-    opt = make(cfg.train.opt_d, "train.opt_d", params=list(m.D.parameters()))
+    opt = make(cfg.objective.opt_d, "objective.opt_d", params=list(m.D.parameters()))
     for _ in range(10):  # the weights move; one power iteration per forward follows them
         loss = obj.critic_loss(m, torch.randn(16, *shape), torch.randn(16, m.G.z_dim))[0]
         opt.zero_grad()

@@ -59,7 +59,7 @@ def test_objective_yaml_carries_its_literature_defaults(name):
     cfg = composed(f"objective={name}", "data=celebahq")  # no data-set run preset
     obj = make(cfg.objective, "objective")
     assert type(obj) is cls and obj.name == name
-    t = cfg.train
+    t = cfg.objective  # the objective's recipe lives under objective.*
     assert t.d_steps == d_steps
     for node in (t.opt_d, t.opt_g):
         assert node._target_ == opt and node.lr == lr
@@ -81,13 +81,13 @@ def test_objective_specifics_from_the_yamls():
 
 
 def test_command_line_overrides_reach_the_objective_and_loop():
-    cfg = composed("objective=gan-qp", "objective.lam=5", "train.d_steps=5",
+    cfg = composed("objective=gan-qp", "objective.lam=5", "objective.d_steps=5",
                    "objective.critic=pair")
     obj = make(cfg.objective, "objective")
-    assert (obj.lam, obj.critic, cfg.train.d_steps) == (5, "pair", 5)
-    cfg = composed("objective=wgan-gp", "objective.gp=1", "train.opt_d.lr=3e-4", "arch.sn=true")
+    assert (obj.lam, obj.critic, cfg.objective.d_steps) == (5, "pair", 5)
+    cfg = composed("objective=wgan-gp", "objective.gp=1", "objective.opt_d.lr=3e-4", "arch.sn=true")
     assert make(cfg.objective, "objective").gp == 1
-    assert cfg.train.opt_d.lr == 3e-4 and cfg.arch.sn is True
+    assert cfg.objective.opt_d.lr == 3e-4 and cfg.arch.sn is True
     assert make(composed("objective=fgan-js", "objective.g_form=minimax").objective,
                 "objective").g_form == "minimax"
 

@@ -27,9 +27,9 @@ BAR = (7, 0.70)
 
 
 def adam(d_lr: float, g_lr: float, betas: tuple[float, float] | None = None) -> list[str]:
-    out = [f"train.opt_d.lr={d_lr}", f"train.opt_g.lr={g_lr}"]
+    out = [f"objective.opt_d.lr={d_lr}", f"objective.opt_g.lr={g_lr}"]
     if betas is not None:
-        out += [f"train.opt_{x}.betas=[{betas[0]},{betas[1]}]" for x in "dg"]
+        out += [f"objective.opt_{x}.betas=[{betas[0]},{betas[1]}]" for x in "dg"]
     return out
 
 
@@ -55,7 +55,7 @@ SETTINGS: dict[str, tuple[int, list[str], tuple[int, float]]] = {
     "fgan-reverse-kl": (300, adam(5e-4, 5e-4, (0.0, 0.9)), (2, 0.103)),
     "fgan-kl": (150, [], (0, 0.0)),  # the generator runs off to |x| ~ 50
     "fgan-pearson": (150, [], (0, 0.0)),
-    "wgan": (100, ["train.opt_d.lr=5e-4", "train.opt_g.lr=5e-4"], (0, 0.003)),
+    "wgan": (100, ["objective.opt_d.lr=5e-4", "objective.opt_g.lr=5e-4"], (0, 0.003)),
     "wgan-gp": (100, adam(5e-4, 5e-4, (0.5, 0.9)), (0, 0.004)),
 }
 # 12,000 critic and generator steps, each critic step with a double backward: about 80 s

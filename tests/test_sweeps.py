@@ -47,11 +47,12 @@ def test_paper_presets_fix_the_protocol_and_leave_the_objective_its_own_schedule
             "gan-qp", "celebahq", objective)
         assert (cfg.train.iters, cfg.train.fid_every, cfg.train.fid_n) == (1_000_000, 1000, 10000)
         assert (cfg.fid.extractor, cfg.fid.ref_n, cfg.train.ema) == ("inception", None, 0.0)
-        for key in ("train.d_steps", "train.opt_d", "train.opt_g", "arch.sn", "arch.d_norm"):
+        for key in ("objective.d_steps", "objective.opt_d", "objective.opt_g", "arch.sn",
+                    "arch.d_norm"):
             assert OmegaConf.select(cfg, key) == OmegaConf.select(own, key), (objective, key)
-    qp = compose_train(f"experiment={preset}", "objective=gan-qp").train
+    qp = compose_train(f"experiment={preset}", "objective=gan-qp").objective
     assert qp.d_steps == 2 and qp.opt_d.lr == 2e-4 and list(qp.opt_d.betas) == [0.5, 0.999]
-    gp = compose_train(f"experiment={preset}", "objective=wgan-gp").train
+    gp = compose_train(f"experiment={preset}", "objective=wgan-gp").objective
     assert gp.d_steps == 5 and gp.opt_d.lr == 1e-4 and list(gp.opt_d.betas) == [0.0, 0.9]
 
 
@@ -61,7 +62,8 @@ def test_digits_table_preset_is_offline_and_cpu_sized():
         assert (cfg.data.name, cfg.fid.extractor, cfg.arch.name) == ("digits", "digits", "gan-qp")
         assert cfg.train.fid_every > 0 and cfg.train.iters % cfg.train.fid_every == 0
         own = compose_train(f"objective={objective}", "data=celebahq")  # the objective alone
-        for key in ("train.d_steps", "train.opt_d", "train.opt_g", "arch.sn", "arch.d_norm"):
+        for key in ("objective.d_steps", "objective.opt_d", "objective.opt_g", "arch.sn",
+                    "arch.d_norm"):
             assert OmegaConf.select(cfg, key) == OmegaConf.select(own, key), (objective, key)
     # a command-line override still wins over the preset
     assert compose_train("experiment=digits-table", "train.iters=7").train.iters == 7
