@@ -42,7 +42,11 @@ def usage() -> str:
     width = max(len(c) for c in COMMANDS)
     lines += [f"  {name:<{width}}  {text}" for name, (_, _, text) in COMMANDS.items()]
     lines += ["", "Run `ganqp <command> --help` for a command's config groups and keys.",
-              "Multi-GPU: torchrun --nproc_per_node=N -m ganqp_cli train ..."]
+              "Multi-GPU: torchrun --nproc_per_node=N -m ganqp_cli train ...", "",
+              "Documentation: README.md and docs/ in the ganqp repository:"]
+    pages = {"train": "docs/training.md", "sample": "docs/training.md#sampling",
+             "reconstruct": "docs/encoders.md", "fid": "docs/metrics.md"}
+    lines += [f"  {name:<{width}}  {page}" for name, page in pages.items()]
     return "\n".join(lines)
 
 
