@@ -105,6 +105,18 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], path: str) 
                             "directory.")
 
 
+def check_finite(state: dict[str, Any]) -> None:
+    """Refuse to write a state holding a NaN or inf tensor (it would replace the last good
+    checkpoint with one that cannot train on); names the first such tensor."""
+    for name, value in _flatten(state, "").items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and \
+                not bool(torch.isfinite(value).all()):
+            from ganqp_cli.errors import RunFailed
+            raise RunFailed(f"not writing a checkpoint: {name} holds non-finite values; the "
+                            "previous checkpoint is kept. The run diverged: lower the learning "
+                            "rates or try train.amp=off.")
+
+
 def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     state = {
@@ -113,8 +125,9 @@ def rng_state() -> dict[str, Any]:
                   "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        # This process's GPU only: a resumed run may see another number of GPUs.
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -125,8 +138,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"],
                          n["has_gauss"], n["gauss"]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, list | tuple):  # older checkpoints: one state per visible GPU
+            cuda = cuda[min(torch.cuda.current_device(), len(cuda) - 1)] if cuda else None
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda)
 
 
 def numbered(folder: Path, it: int) -> Path:

@@ -20,7 +20,8 @@ from ganqp_cli.errors import EXIT_USAGE, UserError, report_and_exit
 
 # name -> (module, function, one-line help); a module is imported only when its command runs.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "train": ("ganqp_cli.train", "train", "train a GAN (objective=, arch=, data= config groups)"),
+    "train": ("ganqp_cli.training.loop", "train",
+              "train a GAN (objective=, arch=, data= config groups)"),
     "sample": ("ganqp_cli.sampling", "sample_command",
                "write a sample grid or a folder of samples from a checkpoint"),
     "reconstruct": ("ganqp_cli.reconstruct", "reconstruct_command",

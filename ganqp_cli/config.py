@@ -1,8 +1,7 @@
-"""Config validation and building objects from config nodes.
+"""Building objects from config nodes, and small config helpers.
 
-`validate` is the one place that checks user values before work starts; it names the
-offending key and what would be valid. `make` instantiates a `_target_` node and turns
-constructor errors into the same kind of message.
+`make` instantiates a `_target_` node and turns constructor errors into a UserError naming
+the key. Checking user values is ganqp_cli.validation's job (before any work starts).
 """
 
 from __future__ import annotations
@@ -18,11 +17,6 @@ from ganqp_cli.errors import UserError
 AMP_MODES = ("off", "bf16", "fp16")
 
 
-def _require(ok: bool, key: str, value: Any, valid: str) -> None:
-    if not ok:
-        raise UserError(f"{key}={value!r} is not valid: {valid}.")
-
-
 def missing_keys(cfg: DictConfig) -> list[str]:
     return sorted(OmegaConf.missing_keys(cfg))
 
@@ -36,41 +30,6 @@ def check_missing(cfg: DictConfig, hints: dict[str, str] | None = None) -> None:
 
 def amp_mode(value: Any) -> str:
     return "off" if value is False or value is None else str(value)
-
-
-def validate(cfg: DictConfig, world: int = 1) -> None:
-    """Check a training config; raises UserError naming the first offending key."""
-    check_missing(cfg, {"data.root": "data sets read from disk need data.root=PATH "
-                                     "(a folder of images)"})
-    res = cfg.res
-    _require(isinstance(res, int) and (res == 0 or (16 <= res <= 1024 and res & (res - 1) == 0)),
-             "res", res, "a power of two from 16 to 1024 (16, 32, 64, 128, 256, 512, 1024), "
-             "or 0 for point data such as data=ring8")
-    t = cfg.train
-    _require(isinstance(cfg.objective.d_steps, int) and cfg.objective.d_steps >= 1,
-             "objective.d_steps", cfg.objective.d_steps, "a whole number >= 1")
-    for key in ("iters", "batch_size", "log_every", "sample_n"):
-        _require(isinstance(t[key], int) and t[key] >= 1, f"train.{key}", t[key],
-                 "a whole number >= 1")
-    for key in ("sample_every", "ckpt_every", "keep_ckpts", "workers", "threads"):
-        _require(isinstance(t[key], int) and t[key] >= 0, f"train.{key}", t[key],
-                 "a whole number >= 0 (0 turns it off)")
-    _require(t.batch_size % world == 0, "train.batch_size", t.batch_size,
-             f"the global batch must divide evenly over the {world} processes")
-    _require(isinstance(t.ema, int | float) and 0 <= t.ema < 1, "train.ema", t.ema,
-             "a decay in [0, 1) (0 turns the EMA generator off)")
-    _require(amp_mode(t.amp) in AMP_MODES, "train.amp", t.amp, "off, bf16 or fp16")
-    dev = str(cfg.device)
-    _require(dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:"), "device", dev,
-             "auto, cpu, cuda or cuda:N")
-    if dev.startswith("cuda"):
-        import torch
-        _require(torch.cuda.is_available(), "device", dev,
-                 "CUDA is not available on this machine; use device=cpu or device=auto")
-    for key in ("opt_d", "opt_g"):
-        node = cfg.objective[key]
-        _require(isinstance(node, DictConfig) and "_target_" in node, f"objective.{key}", node,
-                 "an optimiser node such as {_target_: torch.optim.Adam, lr: 2e-4}")
 
 
 # Keys of a group's node that are the loop's, not the constructor's: an objective's critic

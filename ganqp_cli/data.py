@@ -323,6 +323,10 @@ class Batches:
     def __iter__(self) -> Batches:
         return self
 
+    def pop_stats(self) -> dict[str, float]:
+        """Counts since the last call that the run logs (none kept by this stream yet)."""
+        return {}
+
     def __next__(self) -> torch.Tensor:
         batch = next(self.it)
         self.consumed += 1

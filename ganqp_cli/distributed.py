@@ -92,15 +92,21 @@ def broadcast_module(modules: Iterable[nn.Module], src: int = 0) -> None:
         dist.broadcast(t.data, src=src)
 
 
-def all_reduce_grads(params: list[nn.Parameter]) -> None:
-    """Average gradients over ranks in one flat collective (like DDP's buckets, one bucket)."""
+def all_reduce_grads(params: list[nn.Parameter], flag: torch.Tensor | None = None
+                     ) -> torch.Tensor | None:
+    """Average gradients over ranks in one flat collective (like DDP's buckets, one bucket).
+
+    `flag` (a scalar, e.g. the local loss) rides along as `flag * 0`: NaN or inf on any rank
+    makes the returned flat tensor non-finite on every rank. Returns None in one process."""
     d = current()
     if not d.enabled:
-        return
+        return None
     grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    tail = [] if flag is None else [(flag.detach().float() * 0).reshape(1).to(
+        grads[0].dtype if grads else torch.float32)]
+    if not grads and not tail:
+        return None
+    flat = torch.cat([g.reshape(-1) for g in grads] + tail)
     dist.all_reduce(flat)
     flat /= d.world
     offset = 0
@@ -108,6 +114,7 @@ def all_reduce_grads(params: list[nn.Parameter]) -> None:
         n = g.numel()
         g.copy_(flat[offset:offset + n].view_as(g))
         offset += n
+    return flat
 
 
 def all_reduce_mean(values: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -157,16 +164,76 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def ranks_agree(modules: Iterable[nn.Module]) -> bool:
-    """Whether every rank holds the same parameters (a float64 fingerprint, compared exactly).
+def _named_tensors(modules: dict[str, nn.Module]) -> list[tuple[str, torch.Tensor]]:
+    return [(f"{prefix}.{name}", t.detach()) for prefix, m in modules.items()
+            for name, t in (*m.named_parameters(), *m.named_buffers())]
 
-    Gradients are averaged, so after each step all ranks must agree; a mismatch means a
-    rank skipped a collective or drew different data, and is worth stopping for."""
+
+def check_ranks_agree(modules: dict[str, nn.Module]) -> None:
+    """Stop the run (RunFailed naming the first differing tensor) unless every rank holds
+    the same parameters and buffers (BatchNorm statistics, spectral-norm vectors, EMA).
+
+    Gradients are averaged and buffers synchronised, so all ranks must agree exactly; a
+    mismatch means a rank skipped a collective or drew different data. One collective of a
+    float64 fingerprint (sum and sum of squares) per tensor."""
     d = current()
     if not d.enabled:
-        return True
-    params = [p.detach().double() for m in modules for p in m.parameters()]
-    fp = torch.stack([torch.stack([p.sum(), p.square().sum()]) for p in params]).flatten()
+        return
+    named = _named_tensors(modules)
+    fp = torch.stack([torch.stack([t.double().sum(), t.double().square().sum()])
+                      for _, t in named]).flatten()
     every = [torch.zeros_like(fp) for _ in range(d.world)]
     dist.all_gather(every, fp)
-    return all(torch.equal(every[0], other) for other in every[1:])
+    for r, other in enumerate(every[1:], start=1):
+        bad = (other != every[0]).view(-1, 2).any(1).nonzero()
+        if bad.numel():
+            from ganqp_cli.errors import RunFailed
+            name = named[int(bad[0])][0]
+            raise RunFailed(f"ranks disagree: {name} differs between rank 0 and rank {r} "
+                            f"({int(bad.numel())} tensors differ). This is a bug in ganqp or "
+                            "a rank that drew other data; the last checkpoint is kept.")
+
+
+def ranks_agree(modules: Iterable[nn.Module]) -> bool:
+    """Whether every rank holds the same parameters and buffers."""
+    try:
+        check_ranks_agree({str(i): m for i, m in enumerate(modules)})
+    except Exception:  # noqa: BLE001 - the answer, not the message, is wanted here
+        return False
+    return True
+
+
+def average_buffers(modules: Iterable[nn.Module]) -> None:
+    """Average the floating-point buffers (BatchNorm running statistics) over ranks, so that
+    samples, FID and checkpoints use one generator. Each rank's statistics come from its own
+    shard of the batch unless arch.sync_bn is on (then they already agree)."""
+    d = current()
+    if not d.enabled:
+        return
+    bufs = [b for m in modules for b in m.buffers() if b.is_floating_point()]
+    if not bufs:
+        return
+    flat = torch.cat([b.reshape(-1) for b in bufs])
+    dist.all_reduce(flat)
+    flat /= d.world
+    offset = 0
+    for b in bufs:
+        b.copy_(flat[offset:offset + b.numel()].view_as(b))
+        offset += b.numel()
+
+
+def global_randn(local: int, *shape: int, device: torch.device | str) -> torch.Tensor:
+    """This rank's rows of a normal draw for the global batch: every rank's RNG is seeded
+    alike and draws all `local * world` rows, so the run does not depend on the number of
+    processes (one process with the global batch draws the same numbers)."""
+    d = current()
+    full = torch.randn(local * d.world, *shape, device=device)
+    return full[d.rank * local:(d.rank + 1) * local]
+
+
+def global_rand(local: int, *shape: int, device: torch.device | str,
+                dtype: torch.dtype | None = None) -> torch.Tensor:
+    """As global_randn, uniform on [0, 1)."""
+    d = current()
+    full = torch.rand(local * d.world, *shape, device=device, dtype=dtype)
+    return full[d.rank * local:(d.rank + 1) * local]

@@ -7,10 +7,16 @@ import sys
 import textwrap
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1
 
 
 class UserError(Exception):
     """Bad input from the user (config, paths, files). Printed without a traceback."""
+
+
+class RunFailed(Exception):
+    """A run that cannot go on (diverged, ranks disagree): printed without a traceback, exit
+    status 1, status.json "failed" with the reason."""
 
 
 def user_message(err: BaseException) -> str:
@@ -27,8 +33,8 @@ def user_message(err: BaseException) -> str:
     return text.strip()
 
 
-def report_and_exit(err: BaseException) -> None:
+def report_and_exit(err: BaseException, code: int = EXIT_USAGE) -> None:
     msg = textwrap.fill(user_message(err), width=100, break_long_words=False,
                         break_on_hyphens=False)
     print(f"ganqp: error: {msg}", file=sys.stderr)
-    sys.exit(EXIT_USAGE)
+    sys.exit(code)

@@ -21,14 +21,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ganqp_cli.config import check_missing, make
+from ganqp_cli.config import make
 from ganqp_cli.data import ImageFolder, image_grid, list_images
 from ganqp_cli.errors import UserError
+from ganqp_cli.generate import generate
 from ganqp_cli.sampling import Trained, load_trained, slerp
+from ganqp_cli.validation import validate_reconstruct
 
-MODES = ("recon", "interp", "neighbors", "encode")
-SPLITS = ("auto", "train", "heldout", "all")
-METRICS = ("euclidean", "cosine")
 DEFAULT_OUT = {"recon": "recon.png", "interp": "interp.png", "neighbors": "neighbors.png",
                "encode": "latents.npy"}
 
@@ -110,12 +109,11 @@ def encode_items(run: Trained, data: Any, idx: list[int], batch: int
     return torch.cat(codes), hashes
 
 
-@torch.no_grad()
 def decode(run: Trained, codes: torch.Tensor, temperature: float, batch: int = 256
            ) -> torch.Tensor:
-    """G(temperature * code): the objective's reconstruction from a code (Objective.reconstruct)."""
-    return torch.cat([run.G(temperature * codes[i:i + batch].to(run.device)).float().cpu()
-                      for i in range(0, codes.shape[0], batch)])
+    """G(temperature * code): the reconstruction from a code, as `ganqp sample` would draw
+    it from that z."""
+    return generate(run.G, temperature * codes, batch, run.device)
 
 
 def reconstruction_errors(x: torch.Tensor, x_hat: torch.Tensor) -> tuple[float, float]:
@@ -145,27 +143,8 @@ def nearest(queries: torch.Tensor, pool: torch.Tensor, k: int, metric: str,
 
 
 # -- the command --------------------------------------------------------------------------
-def _check(cfg: DictConfig) -> None:
-    check_missing(cfg, {"ckpt": "pass a checkpoint of an encoder model, e.g. "
-                                "ckpt=outputs/<run>/checkpoints/last.pt"})
-    choices = {"mode": MODES, "split": SPLITS, "metric": METRICS}
-    for key, valid in choices.items():
-        if cfg[key] not in valid:
-            raise UserError(f"{key}={cfg[key]!r} is not valid: {', '.join(valid)}.")
-    for key in ("n", "k", "batch"):
-        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1:
-            raise UserError(f"{key}={cfg[key]!r} is not valid: a whole number >= 1.")
-    if cfg.pool is not None and (not isinstance(cfg.pool, int) or cfg.pool < 1):
-        raise UserError(f"pool={cfg.pool!r} is not valid: a whole number >= 1, or null for "
-                        "every training image.")
-    t = cfg.temperature
-    if t is not None and (not isinstance(t, int | float) or t <= 0):
-        raise UserError(f"temperature={t!r} is not valid: a number > 0, or null for the "
-                        "model's default (O-GAN 0.9, BiGAN-QP 1.0).")
-
-
 def reconstruct_command(cfg: DictConfig) -> dict[str, Any]:
-    _check(cfg)
+    validate_reconstruct(cfg)
     run = load_trained(cfg.ckpt, ema=cfg.ema, device=str(cfg.device))
     if not run.objective.has_encoder:
         raise UserError(f"ckpt={cfg.ckpt} was trained with objective={run.objective.name}, "

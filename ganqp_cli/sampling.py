@@ -14,11 +14,13 @@ from PIL import Image
 from torch import nn
 
 from ganqp_cli import checkpoint as ckpt
-from ganqp_cli.config import check_missing, make
-from ganqp_cli.data import image_grid, to_uint8
+from ganqp_cli.config import make
+from ganqp_cli.data import image_grid
 from ganqp_cli.distributed import Dist, device_for
 from ganqp_cli.errors import UserError
+from ganqp_cli.generate import choose, generate
 from ganqp_cli.objectives import Models, Objective
+from ganqp_cli.validation import validate_sample
 
 
 @dataclass
@@ -49,10 +51,11 @@ def load_trained(path: str, ema: bool = True, device: str = "auto", key: str = "
     shape = tuple(state["shape"])
     models = objective.build(make(cfg.arch, "arch"), shape)
     models.load_state_dict(state["models"])
-    G = models.G
-    if ema and state.get("ema") and cfg.train.get("ema", 0) > 0:
-        G = copy.deepcopy(models.G)
-        G.load_state_dict(state["ema"])
+    kept = None
+    if state.get("ema") and cfg.train.get("ema", 0) > 0:
+        kept = copy.deepcopy(models.G)
+        kept.load_state_dict(state["ema"])
+    G = choose(models.G, kept, ema)
     models.to(dev).eval()
     G.to(dev).eval().requires_grad_(False)
     return Trained(cfg, objective, models, G, shape, int(state["z_dim"]), int(state["iter"]),
@@ -81,13 +84,6 @@ def interpolation_latents(rows: int, steps: int, z_dim: int, seed: int, temperat
                  ).reshape(rows * steps, z_dim)
 
 
-@torch.no_grad()
-def generate_batches(G: nn.Module, z: torch.Tensor, device: torch.device, batch: int
-                     ) -> torch.Tensor:
-    return torch.cat([G(z[i:i + batch].to(device)).float().cpu()
-                      for i in range(0, z.shape[0], batch)])
-
-
 def write_folder(G: nn.Module, n: int, z_dim: int, out: Path, seed: int, temperature: float,
                  device: torch.device, batch: int) -> int:
     """n numbered PNGs (000000.png ...) in `out`, generated batch by batch."""
@@ -95,8 +91,7 @@ def write_folder(G: nn.Module, n: int, z_dim: int, out: Path, seed: int, tempera
     z = latents(n, z_dim, seed, temperature)
     digits = max(6, len(str(n - 1)))
     for i in range(0, n, batch):
-        with torch.no_grad():
-            imgs = to_uint8(G(z[i:i + batch].to(device))).cpu()
+        imgs = generate(G, z[i:i + batch], batch, device, uint8=True)
         for j, img in enumerate(imgs):
             arr = img.permute(1, 2, 0).numpy()
             Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(
@@ -105,13 +100,7 @@ def write_folder(G: nn.Module, n: int, z_dim: int, out: Path, seed: int, tempera
 
 
 def sample_command(cfg: DictConfig) -> dict[str, Any]:
-    check_missing(cfg, {"ckpt": "pass the checkpoint to sample from, e.g. "
-                                "ckpt=outputs/<run>/checkpoints/last.pt"})
-    if cfg.format not in ("grid", "folder"):
-        raise UserError(f"format={cfg.format!r} is not valid: grid (one PNG) or folder "
-                        "(n numbered PNGs in the folder `out`).")
-    if not isinstance(cfg.n, int) or cfg.n < 1:
-        raise UserError(f"n={cfg.n!r} is not valid: a whole number >= 1.")
+    validate_sample(cfg)
     run = load_trained(cfg.ckpt, ema=cfg.ema, device=str(cfg.device))
     out = Path(cfg.out)
     if cfg.format == "folder":
@@ -127,7 +116,7 @@ def sample_command(cfg: DictConfig) -> dict[str, Any]:
                                         cfg.temperature), cfg.interp_steps
     else:
         z, nrow = latents(cfg.n, run.z_dim, cfg.seed, cfg.temperature), cfg.nrow
-    samples = generate_batches(run.G, z, run.device, cfg.batch)
+    samples = generate(run.G, z, cfg.batch, run.device)
     out.parent.mkdir(parents=True, exist_ok=True)
     run.render(samples, nrow or int(math.ceil(math.sqrt(samples.shape[0])))).save(out)
     print(f"wrote a grid of {samples.shape[0]} samples to {out} (iter {run.iter} of {cfg.ckpt})")

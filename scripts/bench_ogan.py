@@ -1,8 +1,8 @@
 """The extra cost of O-GAN over its base objective GAN-QP: seconds per training iteration of
 each, measured in one run, and their ratio (the paper's claim: almost none).
 
-Both run the training loop's own updates (ganqp_cli.train.critic_step and generator_step on
-a Setup: same networks, data stream, optimiser and critic steps) with identical settings,
+Both run the training loop's own iteration (ganqp_cli.training.phases.iteration on a Setup:
+same networks, data stream, optimiser, critic steps and EMA) with identical settings,
 O-GAN's own (1 critic step, RMSprop(1e-4)), so the difference is O-GAN's: a critic with
 z_dim outputs and the correlation term in both losses. Timed blocks alternate between the
 two to spread any drift in machine load evenly; the ratio is that of the best blocks.
@@ -22,7 +22,8 @@ from hydra import compose, initialize_config_module
 
 from ganqp_cli.data import Batches
 from ganqp_cli.distributed import Dist, device_for
-from ganqp_cli.train import Setup, critic_step, generator_step, seed_all, set_trainable, update_ema
+from ganqp_cli.training.phases import Guard, iteration, phases
+from ganqp_cli.training.setup import Setup, seed_all
 
 
 def compose_for(objective: str, args: argparse.Namespace):
@@ -36,7 +37,9 @@ def compose_for(objective: str, args: argparse.Namespace):
 
 def build(args: argparse.Namespace, device: torch.device) -> dict[str, Setup]:
     ogan, ganqp = compose_for("o-gan", args), compose_for("gan-qp", args)
-    ganqp.train = ogan.train  # O-GAN's critic steps and optimisers: only the objective differs
+    # O-GAN's critic steps and optimisers for both: only the objective differs.
+    for key in ("d_steps", "opt_d", "opt_g"):
+        ganqp.objective[key] = ogan.objective[key]
     setups = {}
     for name, cfg in (("gan-qp", ganqp), ("o-gan", ogan)):
         seed_all(0)
@@ -45,21 +48,14 @@ def build(args: argparse.Namespace, device: torch.device) -> dict[str, Setup]:
 
 
 def run_iters(s: Setup, batches: Batches, n: int) -> float:
-    """n iterations of the training loop's steps; returns seconds per iteration."""
-    t = s.cfg.train
-    b = t.batch_size
+    """n iterations of the training loop's own `iteration`; returns seconds per iteration."""
+    plan, guard = phases(s), Guard(1)
+    b = s.local_batch
     sync = torch.cuda.synchronize if s.device.type == "cuda" else (lambda: None)
     sync()
     start = time.perf_counter()
-    for _ in range(n):
-        set_trainable(s.g_mods, False)
-        set_trainable(s.d_mods, True)
-        for _ in range(t.d_steps):
-            critic_step(s, next(batches), torch.randn(b, s.z_dim, device=s.device))
-        set_trainable(s.d_mods, False)
-        set_trainable(s.g_mods, True)
-        generator_step(s, next(batches), torch.randn(b, s.z_dim, device=s.device))
-        update_ema(s.ema, s.models.G, t.ema)
+    for it in range(n):
+        iteration(s, plan, batches, lambda: torch.randn(b, s.z_dim, device=s.device), guard, it)
     sync()
     return (time.perf_counter() - start) / n
 

@@ -14,6 +14,7 @@ import argparse
 
 import numpy as np
 import torch
+from ganqp_cli.train import Setup, seed_all
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
@@ -23,7 +24,6 @@ from ganqp_cli.extractors import make_extractor
 from ganqp_cli.features import Source, dataset_source, extract, generator_source
 from ganqp_cli.fid import Stats, scores
 from ganqp_cli.sampling import latents
-from ganqp_cli.train import Setup, seed_all
 
 
 def images(x: torch.Tensor, what: str) -> Source:

@@ -9,8 +9,9 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from ganqp_cli.config import make, validate
+from ganqp_cli.config import make
 from ganqp_cli.errors import UserError
+from ganqp_cli.validation import validate_train as validate
 from tests.conftest import TINY
 
 CONF = importlib.resources.files("ganqp_cli.conf")

@@ -26,12 +26,12 @@ def test_two_processes_share_one_run_directory_stay_in_sync_and_resume(tmp_path)
     assert len(runs) == 1, runs  # rank 0 chose the directory and rank 1 used it
     run = runs[0]
     assert (run / ".hydra" / "config.yaml").is_file()
-    assert "parameters identical on all 2 ranks" in r.stdout and "cpu x2" in r.stdout
+    assert "parameters and buffers identical on all 2 ranks" in r.stdout and "cpu x2" in r.stdout
 
     r = torchrun("train", *args, "train.iters=4", f"hydra.run.dir={run}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resumed at iter 2" in r.stdout
-    assert "parameters identical on all 2 ranks" in r.stdout
+    assert "parameters and buffers identical on all 2 ranks" in r.stdout
     rows = read_metrics(run)
     assert [row["iter"] for row in rows] == [1, 2, 3, 4]
     assert all(v is not None for row in rows for v in row.values())  # finite losses

@@ -97,7 +97,7 @@ def test_submitit_local_sweep_runs_each_job_as_a_two_process_group(cli, tmp_path
     rank0 = [t for n, t in logs.items() if n.endswith("_0_log.out")]
     assert len(rank0) == 2 and len(logs) == 4
     for text in rank0:  # torchrun's variables came from the submitit job (SubmititTorchEnv)
-        assert "cpu x2" in text and "parameters identical on all 2 ranks" in text
+        assert "cpu x2" in text and "parameters and buffers identical on all 2 ranks" in text
 
 
 @pytest.fixture

@@ -69,10 +69,6 @@ class Objective:
         raise UserError(f"objective={self.name} has no encoder: reconstruction needs a "
                         "checkpoint of an encoder model (objective=bigan-qp or objective=o-gan).")
 
-    def reconstruct(self, m: Models, G: nn.Module, x: torch.Tensor,
-                    temperature: float = 1.0) -> torch.Tensor:
-        return G(temperature * self.encode(m, x))
-
 
 def per_sample_mean(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1).mean(1)

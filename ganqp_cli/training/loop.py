@@ -1,0 +1,157 @@
+"""`ganqp train`: the training loop, readable top to bottom.
+
+Validate, lock the run directory, build (training.setup), resume, then: one iteration
+(training.phases: critic `objective.d_steps` times, generator once, EMA), then the periodic
+work (training.periodic: log line, FID, samples, checkpoint), until `train.iters` or a stop
+signal (training.signals). The loop never looks at which objective or data set it runs.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from ganqp_cli import checkpoint as ckpt
+from ganqp_cli import distributed as dist_
+from ganqp_cli.data import Batches
+from ganqp_cli.errors import RunFailed, UserError
+from ganqp_cli.fid_train import FidMonitor
+from ganqp_cli.logger import RunLogger
+from ganqp_cli.training import rundir
+from ganqp_cli.training.periodic import Periodic
+from ganqp_cli.training.phases import Guard, iteration, phases
+from ganqp_cli.training.setup import Setup, seed_all
+from ganqp_cli.training.signals import StopSignals
+from ganqp_cli.validation import validate_train
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    dist = dist_.init_process_group()
+    validate_train(cfg, dist.world)
+    device = dist_.device_for(str(cfg.device), dist)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    lock = rundir.RunLock(run_dir).acquire() if dist.is_main else None
+    try:
+        return run(cfg, dist, device, run_dir)
+    except UserError:
+        if lock is not None:  # refused before training: leave no lock file behind
+            lock.release(remove=True)
+            lock = None
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def run(cfg: DictConfig, dist: dist_.Dist, device: torch.device, run_dir: Path
+        ) -> dict[str, Any]:
+    t = cfg.train
+    configure_backends(cfg, device)
+    seed_all(cfg.seed)  # networks start identical on every rank
+    s = Setup(cfg, dist, device)
+    seed_all(cfg.seed * 7919 + 1)  # then one random stream, alike on every rank (z, noise)
+    start, consumed, extra, found = resume(s, run_dir)
+    batches = Batches(s.data, s.local_batch, cfg.seed, device, dist.rank, dist.world,
+                      t.workers, start_batch=consumed)
+    fid = FidMonitor.create(cfg, s.data, device, run_dir, extra, start)
+    log = RunLogger(run_dir, t.iters, start, enabled=dist.is_main)
+    log.info(banner(s, run_dir, found, start))
+    plan, guard = phases(s), Guard(int(t.nan_patience))
+    periodic = Periodic(s, run_dir, log, batches, fid, extra, guard)
+
+    def draw_z() -> torch.Tensor:
+        return dist_.global_randn(s.local_batch, s.z_dim, device=device)
+
+    status = rundir.write_status if dist.is_main else (lambda *a, **k: None)
+    status(run_dir, "running", start, t.iters)
+    it = start
+    periodic.start(it)
+    with StopSignals() as stop:
+        try:
+            while it < t.iters and not stop.should_stop():
+                periodic.meter.add(iteration(s, plan, batches, draw_z, guard, it))
+                it += 1
+                log.step(it)
+                periodic.after(it)
+            if stop.requested is not None:
+                if periodic.saved_at != it:
+                    periodic.checkpoint(it)
+                status(run_dir, "interrupted", it, t.iters,
+                       signal=signal.Signals(stop.requested).name)
+                log.info(f"stopped at iteration {it} ({signal.Signals(stop.requested).name}); "
+                         f"resume with the same command: {periodic.ckpt_dir / 'last.pt'}")
+        except KeyboardInterrupt:
+            status(run_dir, "interrupted", it, t.iters, signal="SIGINT", aborted=True)
+            raise
+        except RunFailed as err:
+            status(run_dir, "failed", it, t.iters, reason=str(err))
+            raise
+        except BaseException:
+            status(run_dir, "failed", it, t.iters)
+            raise
+        finally:
+            log.close()
+        if stop.requested is not None:
+            stop.hand_over()
+            dist_.barrier()
+            dist_.shutdown()
+            raise SystemExit(stop.exit_code())
+    return finish(s, run_dir, log, it)
+
+
+def configure_backends(cfg: DictConfig, device: torch.device) -> None:
+    if cfg.train.threads:
+        torch.set_num_threads(int(cfg.train.threads))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = bool(cfg.train.tf32)
+        torch.backends.cudnn.allow_tf32 = bool(cfg.train.tf32)
+
+
+def resume(s: Setup, run_dir: Path) -> tuple[int, int, dict[str, Any], tuple[str, Path] | None]:
+    """Restore the state to resume from, if any: (iteration, batches drawn, extra, found)."""
+    ckpt_dir = run_dir / "checkpoints"
+    if s.dist.is_main:
+        for p in rundir.remove_stale_temporaries(ckpt_dir):
+            print(f"removed {p}, a partial checkpoint left by a killed run", flush=True)
+    found = dist_.broadcast_object(rundir.find_resume(s.cfg, ckpt_dir))  # rank 0 decides
+    if not found:
+        return 0, 0, {}, None
+    key, path = found
+    state = ckpt.load(path, key=key)
+    ckpt.check_compatible(state["config"], OmegaConf.to_container(s.cfg, resolve=True),
+                          str(path))
+    s.restore(state)
+    start = int(state["iter"])
+    if s.dist.is_main:
+        for name in ("metrics.jsonl", "fid.jsonl"):
+            rundir.trim_rows(run_dir / name, start)
+    return start, int(state["data"]["consumed"]), dict(state["extra"]), found
+
+
+def banner(s: Setup, run_dir: Path, found: tuple[str, Path] | None, start: int) -> str:
+    cfg, n = s.cfg, s.counts()
+    return (f"ganqp train: {cfg.objective.name} | arch {cfg.arch.name} | data {s.data.name} "
+            f"({len(s.data)} items, shape {tuple(s.data.shape)}) | G {n[0] / 1e6:.2f}M, "
+            f"critic/encoder {n[1] / 1e6:.2f}M params | {s.device} x{s.dist.world} | "
+            f"batch {cfg.train.batch_size} | run dir {run_dir}"
+            + (f" | resumed at iter {start} from {found[1]}" if found else ""))
+
+
+def finish(s: Setup, run_dir: Path, log: RunLogger, it: int) -> dict[str, Any]:
+    if s.dist.enabled:
+        dist_.check_ranks_agree({"models": s.models, "ema": s.ema})
+        log.info(f"parameters and buffers identical on all {s.dist.world} ranks")
+    if s.dist.is_main:
+        rundir.write_status(run_dir, "done", it, int(s.cfg.train.iters))
+        log.info(f"done: {it} iterations; samples in {run_dir / 'samples'}, "
+                 f"checkpoint {run_dir / 'checkpoints' / 'last.pt'}")
+    dist_.barrier()
+    dist_.shutdown()  # a rank exiting with the group still open can abort its peers
+    return {"iter": it}

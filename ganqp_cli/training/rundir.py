@@ -1,0 +1,119 @@
+"""The run directory's bookkeeping: its lock, status.json, which checkpoint to resume from,
+and the log rows a crash leaves after the last checkpoint.
+
+The lock: one live `ganqp train` per run directory. `run.lock` is held with flock (the
+kernel releases it when the holder dies, however it dies) and names the host and pid of its
+holder, so a second run is refused with who holds it, and a lock file left by a dead process
+is taken over with a notice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from ganqp_cli.errors import UserError
+
+LOCK_NAME = "run.lock"
+
+
+class RunLock:
+    """An exclusive, non-blocking lock on a run directory, released on exit or death."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK_NAME
+        self.fd: int | None = None
+        self.previous: dict | None = None
+
+    def acquire(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            who = (f"host {holder.get('host')}, pid {holder.get('pid')}, since "
+                   f"{holder.get('since')}") if holder else "another process"
+            raise UserError(f"the run directory {self.path.parent} is in use by a running "
+                            f"`ganqp train` ({who}). Wait for it to finish, stop it, or "
+                            "choose another directory with hydra.run.dir=DIR.") from None
+        self.previous = _read_holder(fd) or None
+        record = {"host": socket.gethostname(), "pid": os.getpid(),
+                  "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self, remove: bool = False) -> None:
+        """Unlock; `remove` deletes the lock file too (a run refused before it started)."""
+        if self.fd is None:
+            return
+        os.ftruncate(self.fd, 0)  # an empty lock file: nobody held it at the end
+        if remove:
+            self.path.unlink(missing_ok=True)
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        self.fd = None
+
+
+def _read_holder(fd: int) -> dict:
+    try:
+        text = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+        return json.loads(text) if text else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def write_status(run_dir: Path, status: str, it: int, total: int, **extra: object) -> None:
+    """status.json, replaced atomically (a reader never sees half a file)."""
+    tmp = run_dir / f".status.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({"status": status, "iter": it, "iters": total,
+                               "time": time.time(), **extra}) + "\n")
+    os.replace(tmp, run_dir / "status.json")
+
+
+def find_resume(cfg: DictConfig, ckpt_dir: Path) -> tuple[str, Path] | None:
+    """(config key, path) of the checkpoint to resume from: `resume=PATH`, else the run
+    directory's own last.pt, else None (a fresh run)."""
+    if cfg.resume:
+        return "resume", Path(str(cfg.resume))
+    if (ckpt_dir / "last.pt").is_file():
+        return "checkpoint", ckpt_dir / "last.pt"
+    return None
+
+
+def trim_rows(path: Path, last_iter: int) -> None:
+    """Drop the JSON rows logged after iteration `last_iter` (a crash after the checkpoint
+    leaves them; the resumed run writes them again). A torn last line is dropped too."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if row.get("iter", 0) <= last_iter:
+            keep.append(line)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(r + "\n" for r in keep))
+    os.replace(tmp, path)
+
+
+def remove_stale_temporaries(ckpt_dir: Path) -> list[Path]:
+    """Temporary checkpoint files a killed run left (save_atomic's `.NAME.*.tmp`); the lock
+    guarantees that no live writer owns them."""
+    if not ckpt_dir.is_dir():
+        return []
+    stale = sorted(ckpt_dir.glob(".*.tmp"))
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale

@@ -1,0 +1,111 @@
+"""Everything a run builds from its config (data, networks, optimisers, mixed precision) and
+its resumable state: what `checkpoints/last.pt` holds and how it is put back."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from ganqp_cli import checkpoint as ckpt
+from ganqp_cli import distributed as dist_
+from ganqp_cli.config import amp_mode, make, make_optimizer
+from ganqp_cli.generate import choose
+from ganqp_cli.objectives import Models, Objective
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def params_of(modules: list[nn.Module]) -> list[nn.Parameter]:
+    """The parameters of `modules`, each once (O-GAN's critic is also its encoder)."""
+    seen: dict[int, nn.Parameter] = {}
+    for m in modules:
+        for p in m.parameters():
+            seen.setdefault(id(p), p)
+    return list(seen.values())
+
+
+class Setup:
+    """The data set, the networks and their EMA copy, one optimiser and grad scaler per
+    player, and the autocast settings of one run."""
+
+    def __init__(self, cfg: DictConfig, dist: dist_.Dist, device: torch.device) -> None:
+        self.cfg, self.dist, self.device = cfg, dist, device
+        self.data = make(cfg.data, "data", res=cfg.res)
+        self.objective: Objective = make(cfg.objective, "objective")
+        arch = make(cfg.arch, "arch")
+        self.models: Models = self.objective.build(arch, tuple(self.data.shape)).to(device)
+        dist_.broadcast_module([self.models])  # identical start on every rank
+        self.z_dim: int = self.models.G.z_dim
+        self.ema = copy.deepcopy(self.models.G).eval().requires_grad_(False)
+        self.d_mods = self.objective.critic_modules(self.models)
+        self.g_mods = self.objective.generator_modules(self.models)
+        self.d_params, self.g_params = params_of(self.d_mods), params_of(self.g_mods)
+        obj = cfg.objective
+        self.opt_d = make_optimizer(obj.opt_d, "objective.opt_d", self.d_params)
+        self.opt_g = make_optimizer(obj.opt_g, "objective.opt_g", self.g_params)
+        amp = amp_mode(cfg.train.amp)
+        self.amp_dtype = AMP_DTYPES.get(amp)
+        self.scaler_d = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+        self.scaler_g = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+        self.local_batch = int(cfg.train.batch_size) // dist.world
+
+    @property
+    def keeps_ema(self) -> bool:
+        return float(self.cfg.train.ema) > 0
+
+    def generator(self, want_ema: bool = True) -> nn.Module:
+        """The generator that samples, FID and `ganqp sample` use (generate.choose's rule)."""
+        return choose(self.models.G, self.ema if self.keeps_ema else None, want_ema)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def counts(self) -> tuple[int, int]:
+        """(generator, critic + encoder) parameter counts."""
+        n_g = sum(p.numel() for p in self.models.G.parameters())
+        return n_g, sum(p.numel() for p in self.models.parameters()) - n_g
+
+    def state(self, it: int, consumed: int, extra: dict[str, Any]) -> dict[str, Any]:
+        """The full training state (a collective under torchrun: every rank calls it)."""
+        rngs = [None] * self.dist.world
+        if self.dist.enabled:
+            torch.distributed.all_gather_object(rngs, ckpt.rng_state())
+        else:
+            rngs = [ckpt.rng_state()]
+        return {
+            "format": ckpt.FORMAT, "version": ckpt.VERSION, "iter": it,
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "shape": list(self.data.shape), "z_dim": self.z_dim,
+            "models": self.models.state_dict(), "ema": self.ema.state_dict(),
+            "opt_d": self.opt_d.state_dict(), "opt_g": self.opt_g.state_dict(),
+            "scaler_d": self.scaler_d.state_dict(), "scaler_g": self.scaler_g.state_dict(),
+            "rng": rngs, "data": {"consumed": consumed}, "extra": extra,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.models.load_state_dict(state["models"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.scaler_d.load_state_dict(state["scaler_d"])
+        self.scaler_g.load_state_dict(state["scaler_g"])
+        rngs = state["rng"]
+        if len(rngs) == self.dist.world:
+            ckpt.set_rng_state(rngs[self.dist.rank])
+        else:  # a different number of processes: continue deterministically, not identically
+            seed_all(self.cfg.seed * 7919 + self.dist.rank + state["iter"])
