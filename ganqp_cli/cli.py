@@ -16,7 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from ganqp_cli.errors import EXIT_USAGE, UserError, report_and_exit
+from ganqp_cli.errors import EXIT_FAILED, EXIT_USAGE, RunFailed, UserError, report_and_exit
 
 # name -> (module, function, one-line help); a module is imported only when its command runs.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -111,6 +111,8 @@ def run_hydra(command: str, task: Callable[[DictConfig], object]) -> None:
         except UserError as err:
             remove_refused_run_dir()
             report_and_exit(err)
+        except RunFailed as err:
+            report_and_exit(err, EXIT_FAILED)
 
     try:
         app()

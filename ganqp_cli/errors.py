@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import textwrap
@@ -36,5 +37,6 @@ def user_message(err: BaseException) -> str:
 def report_and_exit(err: BaseException, code: int = EXIT_USAGE) -> None:
     msg = textwrap.fill(user_message(err), width=100, break_long_words=False,
                         break_on_hyphens=False)
-    print(f"ganqp: error: {msg}", file=sys.stderr)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun: said once, every rank exits
+        print(f"ganqp: error: {msg}", file=sys.stderr)
     sys.exit(code)

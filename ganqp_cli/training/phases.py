@@ -75,21 +75,24 @@ def ema_decay(target: float, it: int) -> float:
 
 
 class Guard:
-    """Counts skipped (non-finite) updates; raises RunFailed after `patience` in a row."""
+    """Counts skipped (non-finite) updates; raises RunFailed once one phase has skipped
+    `patience` updates in a row (a critic stuck at NaN while the generator's updates stay
+    finite has diverged as surely as both)."""
 
     def __init__(self, patience: int) -> None:
-        self.patience, self.in_a_row, self.skipped = patience, 0, 0
+        self.patience, self.skipped = patience, 0
+        self.in_a_row: dict[str, int] = {}
 
     def record(self, ok: bool, phase: str, it: int) -> None:
         if ok:
-            self.in_a_row = 0
+            self.in_a_row[phase] = 0
             return
-        self.in_a_row += 1
+        n = self.in_a_row[phase] = self.in_a_row.get(phase, 0) + 1
         self.skipped += 1
-        if self.in_a_row >= self.patience:
+        if n >= self.patience:
             raise RunFailed(
-                f"training diverged: {self.in_a_row} updates in a row had a non-finite loss "
-                f"or gradient (the last in the {phase} phase of iteration {it + 1}); every one "
+                f"training diverged: {n} {phase} updates in a row had a non-finite loss "
+                f"or gradient (the last in iteration {it + 1}); every one "
                 "was skipped, so checkpoints/last.pt holds the last good state. Lower the "
                 "learning rates (objective.opt_d.lr, objective.opt_g.lr), try train.amp=off, "
                 "or raise train.nan_patience.")
