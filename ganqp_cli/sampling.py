@@ -47,6 +47,8 @@ def load_trained(path: str, ema: bool = True, device: str = "auto", key: str = "
     state = ckpt.load(path, key=key)
     cfg = OmegaConf.create(state["config"])
     dev = device_for(device, Dist())
+    if "res" not in cfg.objective and "res" in _parameters(cfg.objective):
+        cfg.objective.res = int(cfg.res)  # checkpoints from before objectives took `res`
     objective = make(cfg.objective, "objective")
     shape = tuple(state["shape"])
     models = objective.build(make(cfg.arch, "arch"), shape)
@@ -60,6 +62,14 @@ def load_trained(path: str, ema: bool = True, device: str = "auto", key: str = "
     G.to(dev).eval().requires_grad_(False)
     return Trained(cfg, objective, models, G, shape, int(state["z_dim"]), int(state["iter"]),
                    dev)
+
+
+def _parameters(node: DictConfig) -> set[str]:
+    """The keyword parameters of the class a `_target_` node names."""
+    import inspect
+
+    from hydra.utils import get_class
+    return set(inspect.signature(get_class(str(node._target_))).parameters)
 
 
 def latents(n: int, z_dim: int, seed: int, temperature: float = 1.0) -> torch.Tensor:

@@ -8,6 +8,9 @@ term rho(z, E(G(z))) makes the outputs a code of the image, at almost no extra c
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -21,11 +24,6 @@ from ganqp_cli.objectives.losses import (
     gen_sgan_nonsaturating,
 )
 from ganqp_cli.objectives.qp import qp_critic_loss, qp_distance
-
-
-def image_res(shape: tuple[int, ...]) -> int:
-    """The image side of a data shape; 0 for point data."""
-    return int(shape[-1]) if len(shape) == 3 else 0
 
 
 def standardise(v: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -49,7 +47,7 @@ class BiGANQP(Objective):
     mean squares with `l2`). G and E minimise E[dT] + beta1 ||z - E(G_ng(z))||^2 +
     beta2 ||x - G(E_ng(x))||^2 (mean squares; _ng: no gradient, so the first guide term
     trains E only and the second G only). beta1/beta2 null: the reference's values by
-    resolution, 2/3 up to 128 px and 4/6 above.
+    resolution `res` (the run's, which the YAML passes), 2/3 up to 128 px and 4/6 above.
     """
 
     has_encoder = True
@@ -57,7 +55,7 @@ class BiGANQP(Objective):
 
     def __init__(self, name: str = "bigan-qp", lam: float = 10.0, distance: str = "l1",
                  beta1: float | None = None, beta2: float | None = None,
-                 hidden: int = 1024) -> None:
+                 hidden: int = 1024, res: int = 0) -> None:
         super().__init__(name)
         if distance not in ("l1", "l2"):
             raise UserError(f"objective.distance={distance!r}; valid: l1, l2.")
@@ -67,14 +65,13 @@ class BiGANQP(Objective):
                                 "for the reference value by resolution.")
         self.lam, self.distance, self.hidden = lam, distance, hidden
         self.beta_cfg = (beta1, beta2)
-        self.beta1, self.beta2 = self.betas_for(0)
+        self.beta1, self.beta2 = self.betas_for(res)
 
     def betas_for(self, res: int) -> tuple[float, float]:
         (b1, b2), (r1, r2) = self.beta_cfg, ((2.0, 3.0) if res <= 128 else (4.0, 6.0))
         return float(r1 if b1 is None else b1), float(r2 if b2 is None else b2)
 
     def build(self, arch, shape: tuple[int, ...]) -> Models:
-        self.beta1, self.beta2 = self.betas_for(image_res(shape))
         G = arch.generator(shape)
         E = arch.encoder(shape, G.z_dim)
         T = JointCritic(arch.critic(shape, out_dim=G.z_dim), G.z_dim, G.z_dim, self.hidden)
@@ -111,32 +108,58 @@ class BiGANQP(Objective):
         return m.E(x).float()
 
 
+@dataclass(frozen=True)
+class Base:
+    """What O-GAN's correlation term is added to: critic and generator losses of the score
+    T = avg E(x) on reals (r) and fakes (f); `critic` also gets the images (GAN-QP's
+    quadratic term needs their distance)."""
+
+    critic: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float],
+                     torch.Tensor]
+    generator: Callable[[torch.Tensor], torch.Tensor]
+
+
+def _qp_critic(r: torch.Tensor, f: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
+               qp_weight: float) -> torch.Tensor:
+    # -dT + qp_weight dT^2 / mean (x_r - G(z))^2: qp_critic_loss divides by 2 lambda d, so
+    # lambda = 1 / (2 qp_weight).
+    mse = qp_distance(real, fake, "l2").square()
+    return qp_critic_loss(r - f, mse, 1.0 / (2.0 * qp_weight)).mean()
+
+
+BASES: dict[str, Base] = {
+    # the generator's E[T(x_r) - T(G(z))] less the term without a gradient for G
+    "gan-qp": Base(_qp_critic, lambda f: -f.mean()),
+    "sgan": Base(lambda r, f, *_: critic_sgan(r, f), gen_sgan_nonsaturating),
+    "hinge": Base(lambda r, f, *_: critic_hinge(r, f), gen_hinge),
+}
+
+
 class OGAN(Objective):
     """O-GAN: the critic D = E has z_dim outputs, its score is T(x) = avg E(x), and both
-    players add -lambda * rho(z, E(G(z))) to the losses of a base objective on T:
+    players add -lambda * rho(z, E(G(z))) to the losses of a base objective on T (BASES):
 
     `base=gan-qp` (the reference's variant): critic -dT + qp_weight * dT^2 / mean (x_r -
     G(z))^2 with dT = T(x_r) - T(G(z)) per sample, generator -T(G(z)); `base=sgan`: binary
     cross-entropy critic, non-saturating generator; `base=hinge`: hinge losses. (The
     reference pushes real scores down, T -> -T here; rho is blind to the score because N
-    removes the mean.) lam null: the reference's value by resolution, 0.5 up to 128 px and
-    1.0 above. Codes are N(E(x)); reconstructions G(temperature * N(E(x))).
+    removes the mean.) lam null: the reference's value by resolution `res` (the run's), 0.5
+    up to 128 px and 1.0 above. Codes are N(E(x)); reconstructions G(temperature * N(E(x))).
     """
 
     has_encoder = True
     default_temperature = 0.9
-    BASES = ("gan-qp", "sgan", "hinge")
 
     def __init__(self, name: str = "o-gan", base: str = "gan-qp", lam: float | None = None,
-                 qp_weight: float = 0.25) -> None:
+                 qp_weight: float = 0.25, res: int = 0) -> None:
         super().__init__(name)
-        if base not in self.BASES:
-            raise UserError(f"objective.base={base!r} is not valid: {', '.join(self.BASES)}.")
+        if base not in BASES:
+            raise UserError(f"objective.base={base!r} is not valid: {', '.join(BASES)}.")
         if lam is not None and not (isinstance(lam, int | float) and lam >= 0):
             raise UserError(f"objective.lam={lam!r} is not valid: a weight >= 0, or null for "
                             "the reference value by resolution.")
         self.base, self.lam_cfg, self.qp_weight = base, lam, qp_weight
-        self.lam = self.lam_for(0)
+        self.lam = self.lam_for(res)
 
     def lam_for(self, res: int) -> float:
         if self.lam_cfg is not None:
@@ -144,7 +167,6 @@ class OGAN(Objective):
         return 0.5 if res <= 128 else 1.0
 
     def build(self, arch, shape: tuple[int, ...]) -> Models:
-        self.lam = self.lam_for(image_res(shape))
         G = arch.generator(shape)
         E = arch.encoder(shape, G.z_dim)
         return Models(G=G, D=E, E=E)
@@ -154,28 +176,14 @@ class OGAN(Objective):
         fake = m.G(z)
         e_fake = m.D(fake).float()
         r, f = m.D(real).float().mean(1), e_fake.mean(1)
-        if self.base == "gan-qp":
-            dT = r - f
-            mse = qp_distance(real, fake, "l2").square()
-            # qp_critic_loss divides by 2 lambda d: lambda = 1 / (2 qp_weight) gives qp_weight.
-            adv = qp_critic_loss(dT, mse, 1.0 / (2.0 * self.qp_weight)).mean()
-        elif self.base == "sgan":
-            adv = critic_sgan(r, f)
-        else:
-            adv = critic_hinge(r, f)
+        adv = BASES[self.base].critic(r, f, real, fake, self.qp_weight)
         rho = pearson(z, e_fake).mean()
         return adv - self.lam * rho, {"adv": adv, "rho": rho, "dT": (r - f).mean()}
 
     def generator_loss(self, m: Models, real: torch.Tensor, z: torch.Tensor
                        ) -> tuple[torch.Tensor, Stats]:
         e_fake = m.D(m.G(z)).float()
-        f = e_fake.mean(1)
-        if self.base == "gan-qp":
-            adv = -f.mean()  # E[T(x_r) - T(G(z))] less the term without a gradient for G
-        elif self.base == "sgan":
-            adv = gen_sgan_nonsaturating(f)
-        else:
-            adv = gen_hinge(f)
+        adv = BASES[self.base].generator(e_fake.mean(1))
         rho = pearson(z, e_fake).mean()
         return adv - self.lam * rho, {"adv": adv, "rho": rho}
 
