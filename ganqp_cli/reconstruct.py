@@ -174,38 +174,52 @@ def reconstruct_command(cfg: DictConfig) -> dict[str, Any]:
     codes = encode(run, x, b)
     result: dict[str, Any] = {"mode": mode, "n": len(idx), "out": str(out),
                               "temperature": temperature}
-
-    if mode == "recon":
-        x_hat = decode(run, codes, temperature, b)
-        own, other = reconstruction_errors(x, x_hat)
-        per_row = cfg.nrow or int(math.ceil(math.sqrt(len(idx))))
-        grid = torch.stack([x, x_hat], 1).flatten(0, 1)  # real, reconstruction, real, ...
-        image_grid(grid, 2 * per_row).save(out)
-        print(f"wrote {len(idx)} real/reconstructed pairs to {out}: mean |x - x_hat| "
-              f"{own:.4f}, vs {other:.4f} for another image's reconstruction (iter {run.iter})")
-        result.update(error=own, baseline=other)
-    elif mode == "interp":
-        ca, cb = codes[0::2], codes[1::2]
-        rows, steps = ca.shape[0], cfg.k + 2
-        t = torch.linspace(0, 1, steps).view(1, steps, 1).expand(rows, -1, -1)
-        path = slerp(ca[:, None].expand(-1, steps, -1), cb[:, None].expand(-1, steps, -1), t)
-        dec = decode(run, path.reshape(rows * steps, -1), temperature, b)
-        dec = dec.view(rows, steps, *x.shape[1:])  # reconstruction, k interpolants, recon.
-        grid = torch.cat([x[0::2, None], dec, x[1::2, None]], 1)
-        image_grid(grid.flatten(0, 1), steps + 2).save(out)
-        print(f"wrote {rows} interpolation rows ({cfg.k} steps) to {out} (iter {run.iter})")
-    else:
-        pool_data = open_data(cfg, run, "train")
-        pool_idx = pick(len(pool_data), cfg.pool or len(pool_data), cfg.seed + 1)
-        pool_codes, pool_hashes = encode_items(run, pool_data, pool_idx, b)
-        # A query that is itself a training image would be its own nearest neighbour.
-        q_hashes = torch.tensor([hash(row.numpy().tobytes()) for row in x])
-        same = q_hashes[:, None] == torch.tensor(pool_hashes)[None, :]
-        nn_idx = nearest(codes, pool_codes, cfg.k, cfg.metric, same)
-        found = load_items(pool_data, [pool_idx[j] for j in nn_idx.T.flatten().tolist()])
-        image_grid(torch.cat([x, found]), len(idx)).save(out)  # queries, then rank by rank
-        print(f"wrote {len(idx)} queries and their {nn_idx.shape[1]} nearest training images "
-              f"({cfg.metric}, {len(pool_idx)} searched) to {out} (iter {run.iter})")
-        result.update(neighbors=[[pool_idx[j] for j in row] for row in nn_idx.tolist()],
-                      excluded=int(same.sum()))
+    draw = {"recon": draw_recon, "interp": draw_interp, "neighbors": draw_neighbors}[mode]
+    result.update(draw(cfg, run, x, codes, temperature, out))
     return result
+
+
+def draw_recon(cfg: DictConfig, run: Trained, x: torch.Tensor, codes: torch.Tensor,
+               temperature: float, out: Path) -> dict[str, Any]:
+    """Real and reconstructed images in alternating columns, and the two errors."""
+    x_hat = decode(run, codes, temperature, cfg.batch)
+    own, other = reconstruction_errors(x, x_hat)
+    per_row = cfg.nrow or int(math.ceil(math.sqrt(x.shape[0])))
+    grid = torch.stack([x, x_hat], 1).flatten(0, 1)  # real, reconstruction, real, ...
+    image_grid(grid, 2 * per_row).save(out)
+    print(f"wrote {x.shape[0]} real/reconstructed pairs to {out}: mean |x - x_hat| "
+          f"{own:.4f}, vs {other:.4f} for another image's reconstruction (iter {run.iter})")
+    return {"error": own, "baseline": other}
+
+
+def draw_interp(cfg: DictConfig, run: Trained, x: torch.Tensor, codes: torch.Tensor,
+                temperature: float, out: Path) -> dict[str, Any]:
+    """Rows: real, reconstruction, k interpolants between two codes, reconstruction, real."""
+    ca, cb = codes[0::2], codes[1::2]
+    rows, steps = ca.shape[0], cfg.k + 2
+    t = torch.linspace(0, 1, steps).view(1, steps, 1).expand(rows, -1, -1)
+    path = slerp(ca[:, None].expand(-1, steps, -1), cb[:, None].expand(-1, steps, -1), t)
+    dec = decode(run, path.reshape(rows * steps, -1), temperature, cfg.batch)
+    dec = dec.view(rows, steps, *x.shape[1:])
+    grid = torch.cat([x[0::2, None], dec, x[1::2, None]], 1)
+    image_grid(grid.flatten(0, 1), steps + 2).save(out)
+    print(f"wrote {rows} interpolation rows ({cfg.k} steps) to {out} (iter {run.iter})")
+    return {}
+
+
+def draw_neighbors(cfg: DictConfig, run: Trained, x: torch.Tensor, codes: torch.Tensor,
+                   temperature: float, out: Path) -> dict[str, Any]:
+    """The queries on top, their k nearest training images in code space below."""
+    pool_data = open_data(cfg, run, "train")
+    pool_idx = pick(len(pool_data), cfg.pool or len(pool_data), cfg.seed + 1)
+    pool_codes, pool_hashes = encode_items(run, pool_data, pool_idx, cfg.batch)
+    # A query that is itself a training image would be its own nearest neighbour.
+    q_hashes = torch.tensor([hash(row.numpy().tobytes()) for row in x])
+    same = q_hashes[:, None] == torch.tensor(pool_hashes)[None, :]
+    nn_idx = nearest(codes, pool_codes, cfg.k, cfg.metric, same)
+    found = load_items(pool_data, [pool_idx[j] for j in nn_idx.T.flatten().tolist()])
+    image_grid(torch.cat([x, found]), x.shape[0]).save(out)  # queries, then rank by rank
+    print(f"wrote {x.shape[0]} queries and their {nn_idx.shape[1]} nearest training images "
+          f"({cfg.metric}, {len(pool_idx)} searched) to {out} (iter {run.iter})")
+    return {"neighbors": [[pool_idx[j] for j in row] for row in nn_idx.tolist()],
+            "excluded": int(same.sum())}

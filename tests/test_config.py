@@ -143,3 +143,28 @@ def test_integer_betas_from_the_command_line_are_accepted(cli, tmp_path):
 def test_a_bad_optimiser_value_is_a_user_error(cli, tmp_path):
     r = cli("train", *TINY, "train.iters=1", "objective.opt_d.lr=-1", f"hydra.run.dir={tmp_path}")
     assert r.code == 2 and "objective.opt_d" in r.msg and "Traceback" not in r.err
+
+
+@pytest.mark.parametrize("old,new", [("train.d_steps=3", "objective.d_steps=3"),
+                                     ("train.opt_d.lr=1e-3", "objective.opt_d.lr=1e-3"),
+                                     ("train.opt_g=null", "objective.opt_g=null")])
+def test_moved_keys_name_their_new_place(cli, tmp_path, old, new):
+    """An objective's schedule moved from train.* to objective.*: the old key is refused
+    with the new one's name (exit 2, no run directory)."""
+    r = cli("train", *TINY, old, f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.code == 2 and new in r.msg and "Traceback" not in r.err
+    assert not (tmp_path / "run").exists()
+
+
+def test_objective_recipe_lives_under_objective_and_arch_follows_it():
+    """Only experiment/ is global: an objective's YAML writes objective.*, and arch.sn /
+    arch.d_norm follow objective.sn / objective.d_norm unless set themselves."""
+    cfg = composed("objective=wgan-gp")
+    assert (cfg.objective.d_steps, cfg.objective.opt_d.lr) == (5, 1e-4)
+    assert (cfg.arch.sn, cfg.arch.d_norm) == (False, "none")
+    assert composed("objective=sgan-sn").arch.sn is True
+    assert composed("objective=sgan-sn", "arch.sn=false").arch.sn is False
+    digits, folder = composed(), composed("data=celebahq")
+    assert (digits.res, digits.arch.width, digits.train.iters) == (32, 0.25, 3000)
+    assert (folder.res, folder.arch.width, folder.train.iters) == (128, 1.0, 100000)
+    assert composed("res=64").res == 64
