@@ -132,6 +132,7 @@ def _report(cfg: Any, result: dict[str, Any], metrics: list[R.Metric],
                      f"{result['seeds'][-1]}); std over draws: {spread}")
     lines += [f"  samples:   {result['samples']}", f"  reference: {result['ref']}",
               f"  extractor: {extractor.name}, {extractor.dims}-d features (weights "
-              f"{extractor.weights_id}, resize {extractor.resize}, {extractor.precision})",
+              f"{extractor.weights_id}, resize {extractor.resize}, "
+              f"{'TF32' if extractor.tf32 else 'full float32'})",
               f"wrote {out}"]
     print("\n".join(lines))

@@ -142,8 +142,8 @@ class DigitsExtractor(Extractor):
     n_classes = 10
 
     def __init__(self, blob: dict[str, Any], path: Path, digest: str,
-                 resize: str = "legacy", precision: str = "fp32") -> None:
-        super().__init__(resize, precision)
+                 resize: str = "legacy", tf32: bool = False) -> None:
+        super().__init__(resize, tf32)
         self.net = DigitsNet()
         self.net.load_state_dict(blob["state"])
         self.dims = self.net.head.in_features
@@ -152,7 +152,7 @@ class DigitsExtractor(Extractor):
         self.eval().requires_grad_(False)
 
     @classmethod
-    def create(cls, dims: int | None, weights: str | None, resize: str, precision: str
+    def create(cls, dims: int | None, weights: str | None, resize: str, tf32: bool
                ) -> DigitsExtractor:
         """Built on every rank from the classifier rank 0 read (or trained)."""
         from ganqp_cli.metrics.ranks import on_main
@@ -160,7 +160,7 @@ class DigitsExtractor(Extractor):
             raise UserError(f"fid.dims={dims} is not valid for fid.extractor=digits: its "
                             f"features have {DIGITS_DIMS} dimensions (leave fid.dims=null).")
         blob, path, digest = on_main(lambda: _read_classifier(weights))
-        return cls(blob, path, digest, resize, precision)
+        return cls(blob, path, digest, resize, tf32)
 
     def _run(self, images: torch.Tensor, logits: bool
              ) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -2,7 +2,7 @@
 
 An extractor maps uint8 images (N, C, H, W), any size, 1 or 3 channels, to float32 features
 (N, dims) and, when asked, the classifier's logits (N, n_classes), in one pass.
-`identity()` (extractor, dims, weights, resize, precision) names it in cached statistics,
+`identity()` (extractor, dims, weights, resize, tf32) names it in cached statistics,
 statistics files and outputs.
 """
 
@@ -19,8 +19,6 @@ import torch
 from torch import nn
 
 from ganqp_cli.errors import UserError
-
-PRECISIONS = ("fp32", "tf32")
 
 
 def cache_dir() -> Path:
@@ -42,13 +40,13 @@ def to_rgb(x: torch.Tensor) -> torch.Tensor:
 
 
 @contextmanager
-def extraction_precision(mode: str) -> Iterator[None]:
-    """fp32: TF32 off for convolutions and matmuls, cudnn.benchmark off (its choice of
-    algorithm changes the float sums), whatever training chose; tf32: TF32 allowed. The
-    previous settings come back afterwards."""
+def extraction_precision(tf32: bool) -> Iterator[None]:
+    """TF32 off for convolutions and matmuls (unless `tf32`) and cudnn.benchmark off (its
+    choice of algorithm changes the float sums), whatever training chose; the previous
+    settings come back afterwards."""
     cuda, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
     saved = cuda.allow_tf32, cudnn.allow_tf32, cudnn.benchmark
-    cuda.allow_tf32 = cudnn.allow_tf32 = mode == "tf32"
+    cuda.allow_tf32 = cudnn.allow_tf32 = bool(tf32)
     cudnn.benchmark = False
     try:
         yield
@@ -64,13 +62,13 @@ class Extractor(nn.Module):
     n_classes: int
     weights_id: str
 
-    def __init__(self, resize: str, precision: str) -> None:
+    def __init__(self, resize: str, tf32: bool) -> None:
         super().__init__()
-        self.resize, self.precision = resize, precision
+        self.resize, self.tf32 = resize, bool(tf32)
 
     def identity(self) -> dict[str, Any]:
         return {"extractor": self.name, "dims": self.dims, "weights": self.weights_id,
-                "resize": self.resize, "precision": self.precision}
+                "resize": self.resize, "tf32": self.tf32}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.run(images, logits=False)[0]
@@ -81,7 +79,7 @@ class Extractor(nn.Module):
         return feats, logits
 
     def run(self, images: torch.Tensor, logits: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        with torch.inference_mode(), extraction_precision(self.precision):
+        with torch.inference_mode(), extraction_precision(self.tf32):
             return self._run(images, logits)
 
     def _run(self, images: torch.Tensor, logits: bool
@@ -106,7 +104,7 @@ def _weights_source(kind: str, weights: str | None) -> tuple[str, int | None]:
 
 def make_extractor(kind: str, dims: int | None = None, weights: str | None = None,
                    device: torch.device | str = "cpu", resize: str = "legacy",
-                   precision: str = "fp32") -> Extractor:
+                   tf32: bool = False) -> Extractor:
     """The extractor, reused while its weights file is unchanged: multirun sweeps
     (`ganqp fid -m ckpt=a,b`) run every job in one process. Under torchrun rank 0 reads
     (or, for digits, trains) the weights and every rank gets them by broadcast."""
@@ -115,7 +113,7 @@ def make_extractor(kind: str, dims: int | None = None, weights: str | None = Non
         raise UserError(f"fid.extractor={kind!r} is not valid: inception (pytorch-fid's "
                         "InceptionV3, the standard FID) or digits (offline, for the bundled "
                         "digits only).")
-    key = (kind, dims, on_main(lambda: _weights_source(kind, weights)), resize, precision,
+    key = (kind, dims, on_main(lambda: _weights_source(kind, weights)), resize, bool(tf32),
            str(device))
     if key not in _BUILT:
         _BUILT.clear()
@@ -123,11 +121,11 @@ def make_extractor(kind: str, dims: int | None = None, weights: str | None = Non
             from ganqp_cli.metrics.digits import DigitsExtractor as cls
         else:
             from ganqp_cli.metrics.inception import InceptionExtractor as cls
-        _BUILT[key] = cls.create(dims, weights, resize, precision).to(device)
+        _BUILT[key] = cls.create(dims, weights, resize, bool(tf32)).to(device)
     return _BUILT[key]
 
 
 def extractor_for(fc: Any, device: torch.device | str) -> Extractor:
     """The extractor the fid.* settings describe."""
     return make_extractor(str(fc.extractor), fc.dims, fc.weights, device, str(fc.resize),
-                          str(fc.precision))
+                          bool(fc.tf32))

@@ -114,8 +114,8 @@ class InceptionExtractor(Extractor):
     n_classes = 1008
 
     def __init__(self, state: dict[str, torch.Tensor], path: Path, digest: str,
-                 dims: int = 2048, resize: str = "legacy", precision: str = "fp32") -> None:
-        super().__init__(resize, precision)
+                 dims: int = 2048, resize: str = "legacy", tf32: bool = False) -> None:
+        super().__init__(resize, tf32)
         if dims not in INCEPTION_DIMS:
             raise UserError(f"fid.dims={dims} is not valid for the Inception extractor: one of "
                             f"{', '.join(map(str, INCEPTION_DIMS))} (2048: pool3, the standard).")
@@ -141,7 +141,7 @@ class InceptionExtractor(Extractor):
         self.to(memory_format=torch.channels_last)
 
     @classmethod
-    def create(cls, dims: int | None, weights: str | None, resize: str, precision: str
+    def create(cls, dims: int | None, weights: str | None, resize: str, tf32: bool
                ) -> InceptionExtractor:
         """Built on every rank from the weights rank 0 read."""
         from ganqp_cli.metrics.ranks import on_main
@@ -151,7 +151,7 @@ class InceptionExtractor(Extractor):
             return state, path, file_digest(path)
 
         state, path, digest = on_main(read)
-        return cls(state, path, digest, 2048 if dims is None else dims, resize, precision)
+        return cls(state, path, digest, 2048 if dims is None else dims, resize, tf32)
 
     def _run(self, images: torch.Tensor, logits: bool
              ) -> tuple[torch.Tensor, torch.Tensor | None]:

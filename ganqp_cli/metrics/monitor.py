@@ -14,6 +14,7 @@ z_dim)` -> {name: number} to log, and `.improved` (write best.pt now).
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,12 @@ class FidMonitor:
 
     def evaluate(self, it: int, G: nn.Module, z_dim: int) -> dict[str, float | None]:
         """The selected metrics of G now (a collective under torchrun); sets `improved`."""
+        if D.current().enabled:
+            # Rank 0's generator, on every rank: each rank makes a share of the samples, and
+            # BatchNorm running statistics are per rank (not averaged like gradients); the
+            # checkpoint, and so `ganqp fid ckpt=...`, holds rank 0's.
+            G = copy.deepcopy(G)
+            D.broadcast_module([G])
         draws = score_generator(G, z_dim, self.n, self.ref, self.extractor, self.fc,
                                 self.metrics, self.device, f"iter {it}")
         row = None

@@ -3,7 +3,7 @@
 The cache lives in rank 0's $GANQP_CACHE/fid_stats (other nodes of a multi-node run need not
 have it): only rank 0 reads and writes it, and the statistics reach the other ranks by
 broadcast. The cache key names everything the numbers depend on: data set, resolution,
-count, extractor, dims, weights, resize, precision and the data root.
+count, extractor, dims, weights, resize, TF32 and the data root.
 """
 
 from __future__ import annotations
@@ -19,15 +19,16 @@ from ganqp_cli.metrics.features import Source, extract
 from ganqp_cli.metrics.ranks import on_main
 from ganqp_cli.metrics.stats import Stats
 
-# ganqp files written before resize and precision were recorded were made with these.
-LEGACY_IDENTITY = {"resize": "legacy", "precision": "fp32"}
+# ganqp files written before resize and tf32 were recorded were made with these.
+LEGACY_IDENTITY = {"resize": "legacy", "tf32": False}
 
 
 def stats_key(info: dict[str, Any], n: int, extractor: Extractor) -> str:
     """Cache file name of a data set's statistics."""
     root = hashlib.sha256(str(info.get("root", "")).encode()).hexdigest()[:8]
     return (f"{info['data']}-{info['res']}px-n{n}-{extractor.name}{extractor.dims}-"
-            f"{extractor.weights_id}-{extractor.resize}-{extractor.precision}-{root}.npz")
+            f"{extractor.weights_id}-{extractor.resize}-{'tf32' if extractor.tf32 else 'fp32'}-"
+            f"{root}.npz")
 
 
 def meta_of(extractor: Extractor, src: Source) -> dict[str, Any]:
@@ -81,7 +82,7 @@ def check_ref_meta(stats: Stats, extractor: Extractor, key: str) -> None:
         raise UserError(f"{key}: the statistics were computed with other {extractor.name} "
                         f"weights ({meta['weights']}, this run: {extractor.weights_id}); "
                         "recompute them (save_stats=FILE.npz) or pass the same fid.weights.")
-    for name in ("resize", "precision"):
+    for name in ("resize", "tf32"):
         if stats.meta and meta[name] != getattr(extractor, name):
             raise UserError(f"{key}: the statistics were computed with fid.{name}="
                             f"{meta[name]}, this run uses fid.{name}="

@@ -14,7 +14,7 @@ from omegaconf import ListConfig
 
 from ganqp_cli import checks as C
 from ganqp_cli.errors import UserError
-from ganqp_cli.metrics.extractors import EXTRACTOR_NAMES, PRECISIONS
+from ganqp_cli.metrics.extractors import EXTRACTOR_NAMES
 from ganqp_cli.metrics.inception import INCEPTION_DIMS
 from ganqp_cli.metrics.registry import DIRECTIONS, METRICS, selected
 from ganqp_cli.metrics.resize import MODES
@@ -55,8 +55,7 @@ def validate_fid(fc: Any) -> None:
     metric_names(fc.metrics)
     C.choice("fid.resize", fc.resize, MODES,
              " (legacy: pytorch-fid's bilinear; clean: clean-fid's antialiased bicubic)")
-    C.choice("fid.precision", fc.precision, PRECISIONS,
-             " (fp32: TF32 off while extracting; tf32: allowed, faster on recent GPUs)")
+    C.boolean("fid.tf32", fc.tf32)
     C.whole("fid.repeats", fc.repeats, 1)
     C.whole("fid.pr_k", fc.pr_k, 1)
     C.whole("fid.dc_k", fc.dc_k, 1)
