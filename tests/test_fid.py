@@ -246,3 +246,59 @@ def test_missing_weights_offline_names_file_and_url(tmp_path: Path, env: SimpleN
     assert "Traceback" not in proc.stderr
     assert "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" in err
     assert str(tmp_path / "empty" / "hub" / "checkpoints") in err and "fid.weights=" in err
+
+
+def test_all_metrics_through_the_cli_equal_the_reference_packages(env: SimpleNamespace,
+                                                                  tmp_path: Path) -> None:
+    """`ganqp fid fid.metrics=[fid,kid,pr,dc,is]` on two folders: each number equals the
+    reference package's on the features and logits of the same images (digits extractor)."""
+    from prdc import compute_prdc
+    from torch_fidelity.metric_isc import isc_features_to_metric
+
+    from ganqp_cli.metrics.features import extract, folder_source
+    digits = Digits(res=32).tensor
+    gen, ref = tmp_path / "gen", tmp_path / "ref"
+    for folder, lo in ((gen, 0), (ref, 300)):
+        folder.mkdir()
+        for i in range(lo, lo + 120):
+            Image.fromarray(digits[i, 0].numpy()).save(folder / f"{i:04d}.png")
+    got = ganqp_fid(tmp_path, f"samples={gen}", f"ref={ref}", "fid.extractor=digits",
+                    "fid.metrics=[fid,kid,pr,dc,is]")
+    ext = make_extractor("digits", None, None, torch.device("cpu"))
+    g = extract(folder_source(str(gen), "samples"), ext, logits=True)
+    r = extract(folder_source(str(ref), "ref"), ext).features
+    pr, dc = compute_prdc(r, g.features, nearest_k=3), compute_prdc(r, g.features, nearest_k=5)
+    isc = isc_features_to_metric(torch.from_numpy(g.logits), splits=10)
+    want = {"precision": pr["precision"], "recall": pr["recall"], "density": dc["density"],
+            "coverage": dc["coverage"], "inception_score": isc["inception_score_mean"],
+            "inception_score_std": isc["inception_score_std"]}
+    for key, value in want.items():
+        assert got[key] == pytest.approx(float(value), rel=1e-9, abs=1e-12), key
+    assert 0 < got["precision"] < 1 and 0 < got["recall"] < 1
+    assert got["inception_score"] > 5  # the classifier is sure of most digits
+    assert (got["pr_k"], got["dc_k"], got["is_splits"]) == (3, 5, 10)
+    assert got["fid"] > 0 and got["kid"] is not None
+    # the Inception Score needs no reference: none is asked for or computed
+    only_is = ganqp_fid(tmp_path, f"samples={gen}", "fid.extractor=digits", "fid.metrics=[is]")
+    assert only_is["inception_score"] == got["inception_score"] and only_is["n_ref"] is None
+    assert "fid" not in only_is
+
+
+def test_clean_resize_changes_the_numbers_and_the_cache_file(env: SimpleNamespace,
+                                                             tmp_path: Path) -> None:
+    """digits at 32 px against the digits data set at 16 px: the reference is resized, so
+    legacy and clean give other statistics, cached under other names; a statistics file of
+    one resize is refused by the other."""
+    common = [f"samples={env.b}", "data=digits", "res=32", "fid.extractor=digits", "fid.ref_n=300"]
+    legacy = ganqp_fid(tmp_path, *common)
+    clean = ganqp_fid(tmp_path, *common, "fid.resize=clean")
+    assert (legacy["resize"], clean["resize"]) == ("legacy", "clean")
+    assert clean["fid"] != legacy["fid"] and clean["fid"] > 0
+    names = [p.name for p in (env.cache / "fid_stats").glob("digits-32px-n300-*")]
+    assert sorted(n.split("-")[-3] for n in names) == ["clean", "legacy"]
+    stats = tmp_path / "legacy.npz"
+    ganqp_fid(tmp_path, *common, f"save_stats={stats}")
+    with pytest.raises(SystemExit) as exc:
+        main(["fid", f"samples={env.b}", f"ref={stats}", "fid.extractor=digits",
+              "fid.resize=clean", f"out={tmp_path / 'x.json'}"])
+    assert exc.value.code == 2

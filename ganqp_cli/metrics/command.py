@@ -80,7 +80,11 @@ def _measure(cfg: Any, dist: D.Dist) -> dict[str, Any]:
         gen = folder_source(str(cfg.samples), "samples")
         what = gen.describe
     extractor = extractor_for(fc, device)
-    ref, ref_desc = _reference(cfg, run, gen, extractor)
+    given = cfg.ref is not None or cfg.get("data") is not None or cfg.save_stats is not None
+    if R.needs_reference(metrics) or given:
+        ref, ref_desc = _reference(cfg, run, gen, extractor)
+    else:
+        ref, ref_desc = None, "none (no metric of fid.metrics needs one)"
     if cfg.save_stats is not None and dist.is_main:
         ref.save(Path(str(cfg.save_stats)).expanduser())
         print(f"saved reference statistics ({ref_desc}) to {cfg.save_stats}")
@@ -99,10 +103,11 @@ def _measure(cfg: Any, dist: D.Dist) -> dict[str, Any]:
     return result
 
 
-def _result(cfg: Any, draws: list[dict[str, Any]], metrics: list[R.Metric], ref: Stats,
+def _result(cfg: Any, draws: list[dict[str, Any]], metrics: list[R.Metric], ref: Stats | None,
             ref_desc: str, extractor: Extractor, what: str, run: Any) -> dict[str, Any]:
     fc = cfg.fid
-    result = {**summarize(draws, metrics), "n_ref": ref.n, **extractor.identity(),
+    result = {**summarize(draws, metrics), "n_ref": ref.n if ref else None,
+              **extractor.identity(),
               "method": str(fc.method), "metrics": [m.name for m in metrics],
               "samples": what, "ref": ref_desc}
     if int(fc.repeats) > 1:

@@ -19,14 +19,14 @@ from ganqp_cli.metrics.features import Extracted, Source, extract, generator_sou
 from ganqp_cli.metrics.stats import Stats
 
 
-def score(got: Extracted, ref: Stats, fc: Any, metrics: list[R.Metric],
+def score(got: Extracted, ref: Stats | None, fc: Any, metrics: list[R.Metric],
           device: torch.device | None) -> dict[str, Any]:
     """The selected metrics of one set of generated features against the reference."""
     inp = R.Inputs(Stats.of(got.features), ref, got.logits, fc, device)
     return R.compute(metrics, inp)
 
 
-def score_source(src: Source, ref: Stats, extractor: Extractor, fc: Any,
+def score_source(src: Source, ref: Stats | None, extractor: Extractor, fc: Any,
                  metrics: list[R.Metric], device: torch.device | None) -> dict[str, Any] | None:
     """Extract (a collective) and score (rank 0; None on the other ranks)."""
     got = extract(src, extractor, int(fc.batch), int(fc.workers), R.needs_logits(metrics))
@@ -36,7 +36,7 @@ def score_source(src: Source, ref: Stats, extractor: Extractor, fc: Any,
     return result
 
 
-def score_generator(G: nn.Module, z_dim: int, n: int, ref: Stats, extractor: Extractor,
+def score_generator(G: nn.Module, z_dim: int, n: int, ref: Stats | None, extractor: Extractor,
                     fc: Any, metrics: list[R.Metric], device: torch.device, what: str
                     ) -> list[dict[str, Any]] | None:
     """One result per draw (fid.repeats of them) on rank 0; None on the other ranks."""

@@ -36,7 +36,7 @@ class Inputs:
     generated side's classifier logits (when a selected metric needs them), fid.* settings."""
 
     gen: Stats
-    ref: Stats
+    ref: Stats | None  # None when no selected metric needs one (`is` alone)
     logits: np.ndarray | None
     fc: Any
     device: torch.device | None = None
@@ -52,6 +52,7 @@ class Metric:
     text: Callable[[dict[str, Any]], str]
     needs_logits: bool = False
     needs_ref_features: bool = False
+    needs_ref: bool = True
 
 
 def _fid(inp: Inputs) -> dict[str, Any]:
@@ -115,7 +116,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("is", {"inception_score": HIGHER, "inception_score_std": None}, ("is_splits",), _is,
            lambda r: f"IS {_num(r['inception_score'], '.4f')} ± "
                      f"{_num(r['inception_score_std'], '.2g')} ({r['is_splits']} splits)",
-           needs_logits=True),
+           needs_logits=True, needs_ref=False),
 )}
 
 # Every logged number that has a direction: what fid.best may name.
@@ -133,6 +134,10 @@ def logged_keys(metrics: list[Metric]) -> list[str]:
 
 def needs_logits(metrics: list[Metric]) -> bool:
     return any(m.needs_logits for m in metrics)
+
+
+def needs_reference(metrics: list[Metric]) -> bool:
+    return any(m.needs_ref for m in metrics)
 
 
 def compute(metrics: list[Metric], inp: Inputs) -> dict[str, Any]:
