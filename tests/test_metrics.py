@@ -56,6 +56,18 @@ def test_prdc_equals_the_prdc_package_and_keeps_the_sides(monkeypatch: pytest.Mo
     assert P.prdc(real, fake, ks=(3, 5)) == ours
 
 
+def test_prdc_equals_the_prdc_package_in_2048_dimensions() -> None:
+    """Distances concentrate in 2048-d: near-ties are decided by prdc's float32 rounding of
+    the distances (exact float64 comparisons differ here: density at k=3 by 1/3000)."""
+    from prdc import compute_prdc
+    rng = np.random.RandomState(1)
+    real = rng.randn(1000, 2048).astype(np.float32)
+    fake = (rng.randn(1000, 2048) * 0.97).astype(np.float32)
+    ours = P.prdc(real, fake, ks=(3,))[3]
+    theirs = compute_prdc(real, fake, nearest_k=3)
+    assert ours == pytest.approx({k: float(v) for k, v in theirs.items()}, abs=1e-6)
+
+
 def test_registry_pr_and_dc_use_their_own_k_and_cached_reference_radii() -> None:
     from prdc import compute_prdc
     real, fake = clusters(1)

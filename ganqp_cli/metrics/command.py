@@ -128,7 +128,11 @@ def _report(cfg: Any, result: dict[str, Any], metrics: list[R.Metric],
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     repeats = int(cfg.fid.repeats)
-    lines = ["  ".join(R.describe(m, result) for m in metrics)]
+    # FID and KID on the first line, as before fid.metrics existed; the others below it.
+    first = [R.describe(m, result) for m in metrics if m.name in ("fid", "kid")]
+    lines = ["  ".join(first)] if first else []
+    lines += [("  " if first else "") + R.describe(m, result)
+              for m in metrics if m.name not in ("fid", "kid")]
     if repeats > 1:
         spread = ", ".join(f"{k} ± {result[k + '_repeat_std']:.3g}"
                            for k in R.logged_keys(metrics)

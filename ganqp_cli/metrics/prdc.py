@@ -9,8 +9,11 @@ The definitions are those of the `prdc` package (compute_prdc(real, fake, k)):
   averaged over the fakes; coverage: the share of reals whose nearest fake lies inside the
   real's own ball. "Inside" is strict (distance < radius).
 
-Distances are float64 (as sklearn computes them for float32 input), in row chunks so that
-10k x 10k never exists at once; the radii of several k come from one pass.
+Distances are computed as sklearn computes them for prdc: squared distances in float64,
+rounded to the features' dtype (float32 for ganqp's features), then the square root. In 2048
+dimensions distances concentrate (all about equal), so the rounding decides near-ties: exact
+float64 comparisons differ from prdc's in about one decision in a few thousand. Rows go in
+chunks so that 10k x 10k never exists at once; the radii of several k come from one pass.
 """
 
 from __future__ import annotations
@@ -25,10 +28,14 @@ from ganqp_cli.errors import UserError
 CHUNK_ELEMENTS = 1 << 24  # float64 distance entries per chunk: 128 MiB
 
 
-def _distances(a: torch.Tensor, b: torch.Tensor, a2: torch.Tensor, b2: torch.Tensor
-               ) -> torch.Tensor:
-    """Euclidean distances from ||a||^2 + ||b||^2 - 2 a.b (sklearn's expansion)."""
-    return (a2[:, None] + b2[None, :] - 2 * a @ b.T).clamp_(min=0).sqrt_()
+def _distances(a: torch.Tensor, b: torch.Tensor, a2: torch.Tensor, b2: torch.Tensor,
+               dtype: torch.dtype) -> torch.Tensor:
+    """Euclidean distances: -2 a.b + ||a||^2 + ||b||^2 in float64 (sklearn's expansion and
+    order), rounded to `dtype`, clipped at 0, square root."""
+    d = -2 * (a @ b.T)
+    d += a2[:, None]
+    d += b2[None, :]
+    return d.to(dtype).clamp_(min=0).sqrt_()
 
 
 def _chunks(n_rows: int, n_cols: int) -> Iterable[tuple[int, int]]:
@@ -36,22 +43,30 @@ def _chunks(n_rows: int, n_cols: int) -> Iterable[tuple[int, int]]:
     return ((lo, min(lo + step, n_rows)) for lo in range(0, n_rows, step))
 
 
-def knn_radii(x: torch.Tensor, ks: Iterable[int]) -> dict[int, torch.Tensor]:
-    """Distance of every row of x to its k-th nearest other row, for each k."""
+def knn_radii(x: torch.Tensor, ks: Iterable[int], dtype: torch.dtype = torch.float32
+              ) -> dict[int, torch.Tensor]:
+    """Distance of every row of x (float64) to its k-th nearest other row, for each k,
+    rounded like the distances (see the module's docstring)."""
     ks = sorted(set(ks))
     if x.shape[0] <= ks[-1]:
         raise UserError(f"k-nearest-neighbour metrics with k={ks[-1]} need more than "
                         f"{ks[-1]} images on each side; got {x.shape[0]}.")
     sq = (x * x).sum(1)
-    out = {k: torch.empty(x.shape[0], dtype=x.dtype, device=x.device) for k in ks}
+    out = {k: torch.empty(x.shape[0], dtype=dtype, device=x.device) for k in ks}
     for lo, hi in _chunks(x.shape[0], x.shape[0]):
-        d = _distances(x[lo:hi], x, sq[lo:hi], sq)
+        d = _distances(x[lo:hi], x, sq[lo:hi], sq, dtype)
         rows = torch.arange(hi - lo, device=x.device)
         d[rows, rows + lo] = 0.0  # as sklearn sets the diagonal of X against itself
         nearest = d.topk(ks[-1] + 1, dim=1, largest=False).values  # ascending
         for k in ks:
             out[k][lo:hi] = nearest[:, k]
     return out
+
+
+def distance_dtype(*arrays: np.ndarray) -> torch.dtype:
+    """float32 when every side is float32 (sklearn returns float32 distances then)."""
+    f32 = all(np.asarray(a).dtype == np.float32 for a in arrays)
+    return torch.float32 if f32 else torch.float64
 
 
 def prdc(real: np.ndarray, fake: np.ndarray, ks: Iterable[int] = (5,),
@@ -61,20 +76,21 @@ def prdc(real: np.ndarray, fake: np.ndarray, ks: Iterable[int] = (5,),
     them. `real_radii`: knn_radii of `real` computed before (a fixed reference)."""
     ks = sorted(set(ks))
     dev = device or torch.device("cpu")
+    dtype = distance_dtype(real, fake)
     r = torch.from_numpy(np.asarray(real)).to(dev, torch.float64)
     f = torch.from_numpy(np.asarray(fake)).to(dev, torch.float64)
     if r.shape[1] != f.shape[1]:
         raise UserError(f"the two sides have features of {r.shape[1]} and {f.shape[1]} "
                         "dimensions: compute both with the same fid.extractor and fid.dims.")
-    rad_r = real_radii if real_radii is not None else knn_radii(r, ks)
-    rad_f = knn_radii(f, ks)
+    rad_r = real_radii if real_radii is not None else knn_radii(r, ks, dtype)
+    rad_f = knn_radii(f, ks, dtype)
     r2, f2 = (r * r).sum(1), (f * f).sum(1)
     in_real = {k: torch.zeros(f.shape[0], dtype=torch.bool, device=dev) for k in ks}
     balls = {k: torch.zeros(f.shape[0], dtype=torch.float64, device=dev) for k in ks}
     in_fake = {k: torch.zeros(r.shape[0], dtype=torch.bool, device=dev) for k in ks}
     covered = {k: torch.zeros(r.shape[0], dtype=torch.bool, device=dev) for k in ks}
     for lo, hi in _chunks(r.shape[0], f.shape[0]):
-        d = _distances(r[lo:hi], f, r2[lo:hi], f2)  # (reals in chunk, fakes)
+        d = _distances(r[lo:hi], f, r2[lo:hi], f2, dtype)  # (reals in chunk, fakes)
         nearest_fake = d.min(dim=1).values
         for k in ks:
             inside = d < rad_r[k][lo:hi, None]

@@ -24,7 +24,7 @@ import torch
 from ganqp_cli.metrics.frechet import frechet_distance
 from ganqp_cli.metrics.inception_score import inception_score
 from ganqp_cli.metrics.kid import kid
-from ganqp_cli.metrics.prdc import knn_radii, prdc
+from ganqp_cli.metrics.prdc import distance_dtype, knn_radii, prdc
 from ganqp_cli.metrics.stats import Stats
 
 LOWER, HIGHER = "lower", "higher"
@@ -74,7 +74,8 @@ def _manifolds(inp: Inputs) -> dict[int, dict[str, float]]:
         if key not in inp.ref.memo:
             inp.ref.memo.clear()
             inp.ref.memo[key] = knn_radii(
-                torch.from_numpy(inp.ref.features).to(dev, torch.float64), ks)
+                torch.from_numpy(inp.ref.features).to(dev, torch.float64), ks,
+                distance_dtype(inp.ref.features, inp.gen.features))
         inp.memo["prdc"] = prdc(inp.ref.features, inp.gen.features, ks, dev,
                                 real_radii=inp.ref.memo[key])
     return inp.memo["prdc"]
