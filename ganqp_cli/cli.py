@@ -27,8 +27,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "reconstruct": ("ganqp_cli.reconstruct", "reconstruct_command",
                     "reconstruct, interpolate, find neighbours of or encode real images "
                     "(encoder models)"),
-    "fid": ("ganqp_cli.fid", "fid_command",
-            "FID and KID of a checkpoint or a folder of images against a reference"),
+    "fid": ("ganqp_cli.metrics.command", "fid_command",
+            "FID, KID, precision/recall, density/coverage, IS of a checkpoint or a folder of "
+            "images against a reference"),
 }
 
 CONFIG_PATH = "pkg://ganqp_cli.conf"

@@ -8,6 +8,8 @@ metrics.jsonl (it_per_s). Jobs that differ only in `seed` form one row:
 
 - best FID: each seed's lowest FID, then mean and sample std (ddof 1) over the seeds;
 - iteration of the best, per seed;
+- precision / recall and density / coverage (when fid.metrics logged them: pr, dc) at each
+  seed's best-FID evaluation, mean and sample std over the seeds;
 - seconds per iteration: training time / iterations from metrics.jsonl (each row's interval
   over its it_per_s; FID time is not in it_per_s), mean over seeds, and relative to the
   gan-qp row of the same data, resolution and other overrides;
@@ -67,10 +69,17 @@ class Job:
     extractor: str
     fid: list[tuple[int, float]]      # (iter, fid), finite values only
     sec_per_iter: float | None
+    rows: dict[int, dict[str, Any]] = field(default_factory=dict)  # fid.jsonl rows by iter
 
     @property
     def best(self) -> tuple[int, float] | None:
         return min(self.fid, key=lambda p: (p[1], p[0])) if self.fid else None
+
+    def at_best(self, key: str) -> float | None:
+        """`key` (e.g. precision) in the evaluation of the best FID, if it was logged."""
+        b = self.best
+        v = self.rows.get(b[0], {}).get(key) if b else None
+        return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
 
 
 @dataclass
@@ -109,6 +118,12 @@ class Row:
     def sec_per_iter(self) -> float | None:
         s = [j.sec_per_iter for j in self.jobs if j.sec_per_iter is not None]
         return statistics.fmean(s) if s else None
+
+    def at_best(self, key: str) -> tuple[float | None, float | None]:
+        """Mean and sample std over the seeds of `key` at each seed's best FID."""
+        v = [x for x in (j.at_best(key) for j in self.jobs) if x is not None]
+        return (statistics.fmean(v) if v else None,
+                statistics.stdev(v) if len(v) > 1 else None)
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -154,7 +169,8 @@ def load_job(path: Path) -> Job:
                res=int(cfg["res"]), seed=int(cfg["seed"]), variant=variant,
                status=status["status"], iter=int(status["iter"]), iters=int(status["iters"]),
                extractor=str(extractor), fid=sorted(fid),
-               sec_per_iter=seconds_per_iter(_jsonl(path / "metrics.jsonl")))
+               sec_per_iter=seconds_per_iter(_jsonl(path / "metrics.jsonl")),
+               rows={int(r["iter"]): r for r in fid_rows if "iter" in r})
 
 
 def find_jobs(sweep: Path) -> list[Job]:
@@ -220,6 +236,19 @@ def _f(x: float | None, fmt: str) -> str:
     return "–" if x is None else format(x, fmt)
 
 
+# Metrics beyond FID shown in pairs, each pair a column when any job of a table logged it.
+PAIRS = (("precision", "recall"), ("density", "coverage"))
+
+
+def _pair_columns(rs: list[Row]) -> list[tuple[str, str]]:
+    return [p for p in PAIRS if any(r.at_best(p[0])[0] is not None for r in rs)]
+
+
+def _mean_std(r: Row, key: str) -> str:
+    mean, std = r.at_best(key)
+    return _f(mean, ".3f") + (f" ± {std:.3f}" if std is not None else "")
+
+
 def markdown(rows: list[Row]) -> str:
     lines: list[str] = []
     groups: dict[tuple, list[Row]] = {}
@@ -228,11 +257,13 @@ def markdown(rows: list[Row]) -> str:
     for (data, res, extractor, variant), rs in groups.items():
         paper_res = res if data == "celebahq" else 128
         title = f"### {data}, {res} px, FID extractor `{extractor}`"
+        pairs = _pair_columns(rs)
+        extra = "".join(f"| {a} / {b} at the best FID " for a, b in pairs)
         lines += [title + (f", overrides `{variant}`" if variant else ""), "",
                   "| objective | best FID (mean ± std over seeds) | iteration of the best "
-                  "| s / iteration | time vs GAN-QP | jobs "
+                  f"{extra}| s / iteration | time vs GAN-QP | jobs "
                   f"| paper FID (CelebA-HQ {paper_res}, Keras Inception) | paper time |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|" + "---|" * len(pairs) + "---|---|---|---|---|"]
         for r in rs:
             bests = r.bests
             fid = _f(r.fid_mean, ".2f")
@@ -243,8 +274,9 @@ def markdown(rows: list[Row]) -> str:
             its = ", ".join(str(i) for i, _ in bests) or "–"
             p = r.paper or {}
             pt = p.get("relative_time_per_iteration")
+            cells = "".join(f"| {_mean_std(r, a)} / {_mean_std(r, b)} " for a, b in pairs)
             lines.append(
-                f"| {r.objective} | {fid} | {its} | {_f(r.sec_per_iter, '.4f')} "
+                f"| {r.objective} | {fid} | {its} {cells}| {_f(r.sec_per_iter, '.4f')} "
                 f"| {_f(r.rel_time, '.2f')}{'x' if r.rel_time is not None else ''} "
                 f"| {status_text(r)} | {_f(p.get('fid'), 'g')} "
                 f"| {_f(pt, 'g')}{'x' if pt is not None else ''} |")
@@ -255,7 +287,8 @@ def markdown(rows: list[Row]) -> str:
 CSV_FIELDS = ["data", "res", "extractor", "objective", "variant", "jobs", "done", "running",
               "failed", "not_started", "seeds_with_fid", "fid_mean", "fid_std", "best_iters",
               "sec_per_iter", "rel_time_vs_gan_qp", "paper_resolution", "paper_fid",
-              "paper_rel_time"]
+              "paper_rel_time", "precision_mean", "precision_std", "recall_mean", "recall_std",
+              "density_mean", "density_std", "coverage_mean", "coverage_std"]
 
 
 def write_csv(rows: list[Row], path: Path) -> None:
@@ -273,7 +306,9 @@ def write_csv(rows: list[Row], path: Path) -> None:
                         "best_iters": ";".join(str(i) for i, _ in r.bests),
                         "sec_per_iter": r.sec_per_iter, "rel_time_vs_gan_qp": r.rel_time,
                         "paper_resolution": p.get("resolution"), "paper_fid": p.get("fid"),
-                        "paper_rel_time": p.get("relative_time_per_iteration")})
+                        "paper_rel_time": p.get("relative_time_per_iteration"),
+                        **{f"{k}_{s}": v for k in ("precision", "recall", "density", "coverage")
+                           for s, v in zip(("mean", "std"), r.at_best(k), strict=True)}})
 
 
 def curve(r: Row) -> tuple[list[int], list[float], list[float], list[float]]:

@@ -22,13 +22,12 @@ from PIL import Image
 
 from ganqp_cli.cli import main
 from ganqp_cli.data import Digits
-from ganqp_cli.extractors import (
-    hub_weights_file,
-    make_extractor,
-    random_inception_weights,
-    train_digits_classifier,
-)
-from ganqp_cli.fid import Stats, frechet_distance, kid, kid_subsets
+from ganqp_cli.metrics.digits import train_digits_classifier
+from ganqp_cli.metrics.extractors import make_extractor
+from ganqp_cli.metrics.frechet import frechet_distance
+from ganqp_cli.metrics.inception import hub_weights_file, random_inception_weights
+from ganqp_cli.metrics.kid import kid, kid_subsets
+from ganqp_cli.metrics.stats import Stats
 
 
 def write_folders(root: Path, n: int) -> tuple[Path, Path]:
@@ -158,16 +157,30 @@ def test_kid_equals_numpy_unbiased_estimator() -> None:
 
 @pytest.mark.parametrize("n", [20, 300])
 def test_frechet_distance_equals_pytorch_fid_function(n: int) -> None:
+    """Both routes of the eig method (n x n with features when n < d, d x d without) against
+    pytorch-fid's sqrtm function on the same statistics."""
     from pytorch_fid.fid_score import calculate_frechet_distance
     rng = np.random.RandomState(n)
     a = Stats.of(np.abs(rng.randn(n, 48)).astype(np.float32))
     b = Stats.of((np.abs(rng.randn(n + 5, 48)) * 1.3 + 0.1).astype(np.float32))
     want = calculate_frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
-    assert frechet_distance(a, b) == pytest.approx(want, rel=1e-7)
-    assert frechet_distance(b, a) == pytest.approx(want, rel=1e-7)
-    no_feats = Stats(a.mu, a.sigma, a.n)
-    assert frechet_distance(no_feats, Stats(b.mu, b.sigma, b.n)) == pytest.approx(want, rel=1e-7)
-    assert frechet_distance(a, b, method="scipy") == want
+    assert want > 1.0
+    assert frechet_distance(a, b, method="eig") == pytest.approx(want, rel=1e-7)
+    assert frechet_distance(b, a, method="eig") == pytest.approx(want, rel=1e-7)
+    no_feats = frechet_distance(Stats(a.mu, a.sigma, a.n), Stats(b.mu, b.sigma, b.n), "eig")
+    assert no_feats == pytest.approx(want, rel=1e-7)
+
+
+def test_frechet_distance_closed_form_for_diagonal_covariances() -> None:
+    """Diagonal S_a, S_b: FID = |mu_a - mu_b|^2 + sum_i (sqrt(a_i) - sqrt(b_i))^2."""
+    rng = np.random.RandomState(0)
+    d = 40
+    mu_a, mu_b = rng.randn(d), rng.randn(d) + 0.5
+    var_a, var_b = rng.rand(d) + 0.1, 2 * rng.rand(d) + 0.2
+    want = float(((mu_a - mu_b) ** 2).sum() + ((np.sqrt(var_a) - np.sqrt(var_b)) ** 2).sum())
+    a, b = Stats(mu_a, np.diag(var_a), 0), Stats(mu_b, np.diag(var_b), 0)
+    assert frechet_distance(a, b, "eig") == pytest.approx(want, rel=1e-10)
+    assert frechet_distance(b, a, "eig") == pytest.approx(want, rel=1e-10)
 
 
 def test_digits_extractor_cache_and_held_out_accuracy(env: SimpleNamespace, tmp_path: Path,
@@ -220,9 +233,11 @@ def test_bad_input_exits_2(env: SimpleNamespace, tmp_path: Path,
 
 def test_missing_weights_offline_names_file_and_url(tmp_path: Path, env: SimpleNamespace
                                                     ) -> None:
-    envvars = {**os.environ, "TORCH_HOME": str(tmp_path / "empty"),
-               # a proxy nobody listens on: the download fails at once, as offline
-               "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    # A proxy nobody listens on: the download fails at once, as offline. no_proxy is
+    # removed, or a host listed there would bypass the proxy and reach the internet.
+    envvars = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
+    envvars.update(TORCH_HOME=str(tmp_path / "empty"), https_proxy="http://127.0.0.1:9",
+                   HTTPS_PROXY="http://127.0.0.1:9")
     proc = subprocess.run([sys.executable, "-m", "ganqp_cli", "fid", f"samples={env.a}",
                            f"ref={env.b}"], capture_output=True, text=True, env=envvars,
                           timeout=120)
@@ -231,3 +246,59 @@ def test_missing_weights_offline_names_file_and_url(tmp_path: Path, env: SimpleN
     assert "Traceback" not in proc.stderr
     assert "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" in err
     assert str(tmp_path / "empty" / "hub" / "checkpoints") in err and "fid.weights=" in err
+
+
+def test_all_metrics_through_the_cli_equal_the_reference_packages(env: SimpleNamespace,
+                                                                  tmp_path: Path) -> None:
+    """`ganqp fid fid.metrics=[fid,kid,pr,dc,is]` on two folders: each number equals the
+    reference package's on the features and logits of the same images (digits extractor)."""
+    from prdc import compute_prdc
+    from torch_fidelity.metric_isc import isc_features_to_metric
+
+    from ganqp_cli.metrics.features import extract, folder_source
+    digits = Digits(res=32).tensor
+    gen, ref = tmp_path / "gen", tmp_path / "ref"
+    for folder, lo in ((gen, 0), (ref, 300)):
+        folder.mkdir()
+        for i in range(lo, lo + 120):
+            Image.fromarray(digits[i, 0].numpy()).save(folder / f"{i:04d}.png")
+    got = ganqp_fid(tmp_path, f"samples={gen}", f"ref={ref}", "fid.extractor=digits",
+                    "fid.metrics=[fid,kid,pr,dc,is]")
+    ext = make_extractor("digits", None, None, torch.device("cpu"))
+    g = extract(folder_source(str(gen), "samples"), ext, logits=True)
+    r = extract(folder_source(str(ref), "ref"), ext).features
+    pr, dc = compute_prdc(r, g.features, nearest_k=3), compute_prdc(r, g.features, nearest_k=5)
+    isc = isc_features_to_metric(torch.from_numpy(g.logits), splits=10)
+    want = {"precision": pr["precision"], "recall": pr["recall"], "density": dc["density"],
+            "coverage": dc["coverage"], "inception_score": isc["inception_score_mean"],
+            "inception_score_std": isc["inception_score_std"]}
+    for key, value in want.items():
+        assert got[key] == pytest.approx(float(value), rel=1e-9, abs=1e-12), key
+    assert 0 < got["precision"] < 1 and 0 < got["recall"] < 1
+    assert got["inception_score"] > 5  # the classifier is sure of most digits
+    assert (got["pr_k"], got["dc_k"], got["is_splits"]) == (3, 5, 10)
+    assert got["fid"] > 0 and got["kid"] is not None
+    # the Inception Score needs no reference: none is asked for or computed
+    only_is = ganqp_fid(tmp_path, f"samples={gen}", "fid.extractor=digits", "fid.metrics=[is]")
+    assert only_is["inception_score"] == got["inception_score"] and only_is["n_ref"] is None
+    assert "fid" not in only_is
+
+
+def test_clean_resize_changes_the_numbers_and_the_cache_file(env: SimpleNamespace,
+                                                             tmp_path: Path) -> None:
+    """digits at 32 px against the digits data set at 16 px: the reference is resized, so
+    legacy and clean give other statistics, cached under other names; a statistics file of
+    one resize is refused by the other."""
+    common = [f"samples={env.b}", "data=digits", "res=32", "fid.extractor=digits", "fid.ref_n=300"]
+    legacy = ganqp_fid(tmp_path, *common)
+    clean = ganqp_fid(tmp_path, *common, "fid.resize=clean")
+    assert (legacy["resize"], clean["resize"]) == ("legacy", "clean")
+    assert clean["fid"] != legacy["fid"] and clean["fid"] > 0
+    names = [p.name for p in (env.cache / "fid_stats").glob("digits-32px-n300-*")]
+    assert sorted(n.split("-")[-3] for n in names) == ["clean", "legacy"]
+    stats = tmp_path / "legacy.npz"
+    ganqp_fid(tmp_path, *common, f"save_stats={stats}")
+    with pytest.raises(SystemExit) as exc:
+        main(["fid", f"samples={env.b}", f"ref={stats}", "fid.extractor=digits",
+              "fid.resize=clean", f"out={tmp_path / 'x.json'}"])
+    assert exc.value.code == 2

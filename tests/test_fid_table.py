@@ -23,7 +23,7 @@ _spec.loader.exec_module(fid_table)
 def make_job(sweep: Path, objective: str, seed: int, status: str | None,
              fid: list[tuple[int, float]], rates: list[tuple[int, float]], *, data="digits",
              res=32, extractor="digits", iters=300, at: int | None = None,
-             extra: tuple[str, ...] = ()) -> Path:
+             extra: tuple[str, ...] = (), more: dict[int, dict] | None = None) -> Path:
     overrides = ["experiment=digits-table", f"objective={objective}", f"seed={seed}", *extra]
     job = sweep / ",".join(sorted(o for o in overrides if "/" not in o))  # as Hydra names it
     (job / ".hydra").mkdir(parents=True)
@@ -37,8 +37,9 @@ def make_job(sweep: Path, objective: str, seed: int, status: str | None,
         (job / "status.json").write_text(json.dumps(
             {"status": status, "iter": it, "iters": iters, "time": 0.0}))
     (job / "fid.jsonl").write_text("".join(
-        json.dumps({"iter": i, "fid": f, "kid": 0.0, "kid_std": 0.0, "n": 100,
-                    "extractor": extractor, "dims": 64}) + "\n" for i, f in fid))
+        json.dumps({"iter": i, "fid": f, "kid": 0.0, "kid_std": 0.0,
+                    **(more or {}).get(i, {}), "n": 100, "extractor": extractor,
+                    "dims": 64}) + "\n" for i, f in fid))
     (job / "metrics.jsonl").write_text("".join(
         json.dumps({"iter": i, "d_loss": 0.0, "g_loss": 0.0, "it_per_s": r}) + "\n"
         for i, r in rates))
@@ -149,3 +150,36 @@ def test_not_a_sweep_is_a_clear_error(tmp_path, capsys):
     assert "is not a directory" in capsys.readouterr().err
     assert fid_table.main([str(tmp_path)]) == 2
     assert "no job directories" in capsys.readouterr().err
+
+
+def test_precision_recall_density_coverage_at_the_best_fid(tmp_path, capsys):
+    s = tmp_path / "sweep"
+    pr = lambda p, r, d=None, c=None: {"precision": p, "recall": r,  # noqa: E731
+                                       **({"density": d, "coverage": c} if d else {})}
+    make_job(s, "gan-qp", 0, "done", [(100, 50.0), (200, 30.0)], [(100, 1.0), (200, 1.0)],
+             more={100: pr(0.1, 0.2, 0.3, 0.4), 200: pr(0.8, 0.5, 0.9, 0.6)})
+    make_job(s, "gan-qp", 1, "done", [(100, 20.0), (200, 40.0)], [(100, 1.0), (200, 1.0)],
+             more={100: pr(0.6, 0.7, 1.1, 0.8), 200: pr(0.9, 0.9, 0.9, 0.9)})
+    make_job(s, "wgan-gp", 0, "done", [(100, 45.0)], [(100, 1.0)],
+             more={100: pr(0.5, 0.25)})  # pr only: its density/coverage stay empty
+    out = tmp_path / "out"
+    assert fid_table.main([str(s), "--out", str(out), "--no-plot"]) == 0
+    rows = rows_by_objective(out)
+    g = rows["gan-qp"]  # best FID: seed 0 at 200, seed 1 at 100
+    assert float(g["precision_mean"]) == statistics.fmean([0.8, 0.6])
+    assert float(g["precision_std"]) == statistics.stdev([0.8, 0.6])
+    assert float(g["recall_mean"]) == statistics.fmean([0.5, 0.7])
+    assert float(g["density_mean"]) == statistics.fmean([0.9, 1.1])
+    assert float(g["coverage_mean"]) == statistics.fmean([0.6, 0.8])
+    w = rows["wgan-gp"]
+    assert (float(w["precision_mean"]), w["precision_std"], w["density_mean"]) == (0.5, "", "")
+    md = capsys.readouterr().out
+    assert "| precision / recall at the best FID | density / coverage at the best FID |" in md
+    assert "| 25.00 ± 7.07 | 200, 100 | 0.700 ± 0.141 / 0.600 ± 0.141 | 1.000 ± 0.141 / " \
+           "0.700 ± 0.141 | 1.0000 |" in md
+    assert "| 0.500 / 0.250 | – / – |" in md
+
+
+def test_no_precision_columns_without_them(sweep, capsys):
+    rows = fid_table.summarize(fid_table.find_jobs(sweep), fid_table.load_paper())
+    assert "precision" not in fid_table.markdown(rows)

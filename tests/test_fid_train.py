@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -95,19 +96,128 @@ def test_checkpoint_fid_equals_logged_and_folder_fid(run: SimpleNamespace, tmp_p
     assert from_folder["kid"] == pytest.approx(from_ckpt["kid"], rel=1e-9)
 
 
-def test_two_gloo_processes_give_the_single_process_fid(run: SimpleNamespace, tmp_path: Path
-                                                        ) -> None:
+def torchrun(*args: str, env: dict[str, str], script: str | None = None
+             ) -> subprocess.CompletedProcess:
+    target = [script] if script else ["-m", "ganqp_cli"]
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node=2", *target, *args],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+
+
+def test_two_gloo_processes_give_the_single_process_fid_reading_rank_0s_cache(
+        run: SimpleNamespace, tmp_path: Path) -> None:
+    """Rank 1 has an empty cache of its own (another node): only rank 0 reads the cache
+    (classifier and reference statistics); rank 1 gets them by broadcast and writes none."""
     ckpt = run.dir / "checkpoints" / "best.pt"
-    args = [f"ckpt={ckpt}", "n=101", "fid.extractor=digits", "device=cpu"]
+    args = [f"ckpt={ckpt}", "n=101", "fid.extractor=digits", "device=cpu",
+            "fid.metrics=[fid,kid,pr,dc,is]"]
     main(["fid", *args, f"out={tmp_path / 'one.json'}"])
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node=2", "-m", "ganqp_cli", "fid", *args,
-                           f"out={tmp_path / 'two.json'}"],
-                          capture_output=True, text=True, timeout=180,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    other = tmp_path / "other-node"
+    proc = torchrun("fid", *args, f"out={tmp_path / 'two.json'}",
+                    script=str(Path(__file__).with_name("rank_cache_launcher.py")),
+                    env={"GANQP_OTHER_NODE_CACHE": str(other)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "computing" not in proc.stdout  # rank 0's cache held the statistics
+    assert not (other / "rank1").exists() or not any((other / "rank1").rglob("*"))
     one = json.loads((tmp_path / "one.json").read_text())
     two = json.loads((tmp_path / "two.json").read_text())
     assert two["n"] == one["n"] == 101
-    assert two["fid"] == pytest.approx(one["fid"], rel=1e-9)
-    assert two["kid"] == pytest.approx(one["kid"], rel=1e-9)
+    for key in ("fid", "kid", "precision", "recall", "density", "coverage",
+                "inception_score"):
+        assert two[key] == pytest.approx(one[key], rel=1e-9), key
+
+
+def test_training_under_torchrun_computes_fresh_statistics_and_logs_the_checkpoints_fid(
+        tmp_path: Path) -> None:
+    """2 gloo processes, an empty cache: the classifier and the reference statistics are
+    made under torchrun (rank 0 writes them), and the FID logged at the last iteration is
+    the one `ganqp fid` finds for last.pt in one process."""
+    cache, run_dir = tmp_path / "cache", tmp_path / "run"
+    args = ["train", "res=16", "arch.width=0.125", "train.batch_size=8", "train.iters=6",
+            "train.fid_every=3", "train.fid_n=40", "fid.extractor=digits",
+            "fid.metrics=[fid,kid,pr]", "train.log_every=3", "train.sample_every=0",
+            "train.ckpt_every=3", "train.workers=0", "device=cpu",
+            f"hydra.run.dir={run_dir}"]
+    proc = torchrun(*args, env={"GANQP_CACHE": str(cache)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("computing reference statistics") == 1
+    assert (cache / "digits_classifier_v1.pt").is_file()
+    assert len(list((cache / "fid_stats").glob("digits-16px-n1797-*.npz"))) == 1
+    logged = rows(run_dir / "fid.jsonl")
+    assert [r["iter"] for r in logged] == [3, 6]
+    assert list(logged[-1]) == ["iter", "fid", "kid", "kid_std", "precision", "recall", "n",
+                                "extractor", "dims"]
+    os.environ["GANQP_CACHE"] = str(cache)  # restored by the autouse fixture
+    out = tmp_path / "fid.json"
+    main(["fid", f"ckpt={run_dir / 'checkpoints' / 'last.pt'}", "n=40", "fid.extractor=digits",
+          "fid.metrics=[fid,kid,pr]", "device=cpu", f"out={out}"])
+    got = json.loads(out.read_text())
+    for key in ("fid", "kid", "precision", "recall"):
+        assert got[key] == pytest.approx(logged[-1][key], rel=1e-9), key
+
+
+def test_repeats_are_the_mean_and_std_of_single_draws(run: SimpleNamespace, tmp_path: Path
+                                                      ) -> None:
+    ckpt = run.dir / "checkpoints" / "best.pt"
+    base = [f"ckpt={ckpt}", "n=60", "fid.extractor=digits", "fid.metrics=[fid,dc]"]
+    singles = []
+    for seed in (4, 5, 6):
+        main(["fid", *base, f"fid.seed={seed}", f"out={tmp_path / f's{seed}.json'}"])
+        singles.append(json.loads((tmp_path / f"s{seed}.json").read_text()))
+    main(["fid", *base, "fid.seed=4", "fid.repeats=3", f"out={tmp_path / 'r.json'}"])
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["repeats"] == 3 and rep["seeds"] == [4, 5, 6]
+    for key in ("fid", "density", "coverage"):
+        vals = [s[key] for s in singles]
+        assert rep[key] == pytest.approx(statistics.fmean(vals), rel=1e-12), key
+        assert rep[f"{key}_repeat_std"] == pytest.approx(statistics.stdev(vals), rel=1e-9)
+        assert [d[key] for d in rep["draws"]] == vals
+    assert len({s["fid"] for s in singles}) == 3  # the draws differ
+
+
+class Noisy(torch.nn.Module):
+    """G(z): a real digit chosen by z, plus noise of a settable scale (more noise, fewer
+    samples on the data manifold)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from ganqp_cli.data import Digits
+        self.register_buffer("images", Digits(res=16).tensor.float() / 127.5 - 1)
+        self.weight = torch.nn.Parameter(torch.zeros(()))  # generate() looks up the device
+        self.noise = 0.0
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        idx = (z[:, 0].abs() * 1e4).long() % self.images.shape[0]
+        return (self.images[idx] + self.noise * z[:, 1:257].view(-1, 1, 16, 16)).clamp(-1, 1)
+
+
+def test_monitor_logs_every_selected_metric_and_keeps_best_by_its_direction(tmp_path: Path
+                                                                           ) -> None:
+    from omegaconf import OmegaConf
+
+    from ganqp_cli.data import Digits
+    from ganqp_cli.metrics.monitor import BEST_KEY, FidMonitor
+    fid = OmegaConf.load(Path(__file__).parents[1] / "conf" / "fid" / "default.yaml")
+    cfg = OmegaConf.create({"train": {"fid_every": 1, "fid_n": 200}, "fid": fid})
+    cfg.fid.merge_with({"extractor": "digits", "metrics": ["fid", "kid", "pr", "dc", "is"],
+                        "best": "precision", "kid_subsets": 5})
+    extra: dict = {}
+    mon = FidMonitor.create(cfg, Digits(res=16), torch.device("cpu"), tmp_path, extra, 0)
+    G = Noisy()
+    improved = []
+    for it, noise in enumerate((0.8, 0.0, 0.4, 0.0), start=1):
+        G.noise = noise
+        logged = mon.evaluate(it, G, 300)
+        improved.append(mon.improved)
+    keys = ["fid", "kid", "kid_std", "precision", "recall", "density", "coverage",
+            "inception_score", "inception_score_std"]
+    assert list(logged) == keys
+    table = rows(tmp_path / "fid.jsonl")
+    assert [list(r) for r in table] == [["iter", *keys, "n", "extractor", "dims"]] * 4
+    p = [r["precision"] for r in table]
+    assert p[0] < p[2] < p[1] == p[3]  # noise lowers precision; equal z, equal numbers
+    assert improved == [True, True, False, False]  # higher is better; a tie is no gain
+    assert extra[BEST_KEY] == {"precision": p[1], "iter": 2}
+    fids = [r["fid"] for r in table]
+    assert fids[1] < fids[2] < fids[0]  # and FID agrees on the order

@@ -1,4 +1,4 @@
-"""Images for FID: sources (folders, data sets, generators) and sharded feature extraction.
+"""Images for the metrics: sources (folders, data sets, generators) and sharded extraction.
 
 Under torchrun every rank extracts the features of its contiguous share of the images; the
 shares are gathered in rank order, so every rank ends with the features one process makes.
@@ -19,8 +19,10 @@ from PIL import Image
 from torch import nn
 
 from ganqp_cli import distributed as D
-from ganqp_cli.data import list_images, to_uint8
+from ganqp_cli.data import list_images
 from ganqp_cli.errors import UserError
+from ganqp_cli.generate import generate
+from ganqp_cli.metrics.extractors import Extractor
 
 # ---- image sources: n images, each loadable alone, or made a batch at a time --------------
 
@@ -71,19 +73,21 @@ def dataset_source(data: Any, n: int | None) -> Source:
 def generator_source(G: nn.Module, z: torch.Tensor, device: torch.device, what: str) -> Source:
     """G(z) in eval mode, quantised to uint8 exactly as PNGs written by `ganqp sample` are."""
 
-    @torch.no_grad()
     def make(lo: int, hi: int) -> torch.Tensor:
-        was_training = G.training
-        G.eval()
-        try:
-            return to_uint8(G(z[lo:hi].to(device)))
-        finally:
-            G.train(was_training)
+        return generate(G, z[lo:hi], batch=hi - lo, device=device, uint8=True, out_device=None)
 
     return Source(z.shape[0], f"{z.shape[0]} samples of {what}", batch=make)
 
 
 # ---- feature extraction ---------------------------------------------------------------------
+
+@dataclass
+class Extracted:
+    """Features (n, dims) float32 and, when asked for, logits (n, classes) float32."""
+
+    features: np.ndarray
+    logits: np.ndarray | None = None
+
 
 def shard(n: int, rank: int, world: int) -> tuple[int, int]:
     return n * rank // world, n * (rank + 1) // world
@@ -116,13 +120,22 @@ def _batches(src: Source, lo: int, hi: int, batch: int, workers: int
             yield from _groups([f.result() for f in pending.popleft()])
 
 
-def extract(src: Source, extractor: nn.Module, batch: int = 100, workers: int = 4
-            ) -> np.ndarray:
-    """Features (n, dims) float32 of every image of `src`, in order, on every rank."""
+def extract(src: Source, extractor: Extractor, batch: int = 100, workers: int = 4,
+            logits: bool = False) -> Extracted:
+    """Features (and logits) of every image of `src`, in order, on every rank."""
     d = D.current()
     lo, hi = shard(src.n, d.rank, d.world)
     device = next(extractor.parameters()).device
-    parts = [extractor(x.to(device, non_blocking=True)).float()
-             for x in _batches(src, lo, hi, batch, workers)]
-    local = torch.cat(parts) if parts else torch.zeros(0, extractor.dims, device=device)
-    return D.all_gather_rows(local).cpu().numpy()
+    feats, outs = [], []
+    for x in _batches(src, lo, hi, batch, workers):
+        f, o = extractor.run(x.to(device, non_blocking=True), logits)
+        feats.append(f.float())
+        if o is not None:
+            outs.append(o.float())
+
+    def gathered(parts: list[torch.Tensor], width: int) -> np.ndarray:
+        local = torch.cat(parts) if parts else torch.zeros(0, width, device=device)
+        return D.all_gather_rows(local).cpu().numpy()
+
+    return Extracted(gathered(feats, extractor.dims),
+                     gathered(outs, extractor.n_classes) if logits else None)

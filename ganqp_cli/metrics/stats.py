@@ -1,0 +1,70 @@
+"""Statistics of one side of a comparison: pytorch-fid's mean and covariance, the features
+(for KID, precision/recall, density/coverage) and what made them; their .npz files."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ganqp_cli.errors import UserError
+
+
+@dataclass
+class Stats:
+    """float64 mean and covariance (pytorch-fid's estimator) and float32 features."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    n: int
+    features: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    # Derived values reused across evaluations against the same reference (k-NN radii).
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, features: np.ndarray, meta: dict[str, Any] | None = None) -> Stats:
+        if features.shape[0] < 2:
+            raise UserError(f"FID needs at least 2 images on each side; got {features.shape[0]}.")
+        act = features.astype(np.float64)
+        return cls(act.mean(axis=0), np.cov(act, rowvar=False), features.shape[0],
+                   features.astype(np.float32), dict(meta or {}))
+
+    def save(self, path: Path) -> None:
+        """pytorch-fid's .npz (mu, sigma), plus n, the features and what made them.
+
+        Written to a uniquely named file in the same folder, then renamed over `path`:
+        concurrent writers (sweep jobs sharing a cache) never share a temporary file, and
+        a reader sees the old file or a complete new one."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        extra = {"features": self.features} if self.features is not None else {}
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, mu=self.mu, sigma=self.sigma, n=self.n,
+                         meta=json.dumps(self.meta), **extra)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path, key: str = "ref") -> Stats:
+        try:
+            with np.load(path) as f:
+                mu, sigma = f["mu"][:], f["sigma"][:]
+                feats = f["features"][:] if "features" in f else None
+                n = int(f["n"]) if "n" in f else (feats.shape[0] if feats is not None else 0)
+                meta = json.loads(str(f["meta"])) if "meta" in f else {}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            raise UserError(f"{key}={path} is not a statistics file: pytorch-fid's .npz with "
+                            f"'mu' and 'sigma' is expected ({err}).") from None
+        return cls(mu, sigma, n, feats, meta)
