@@ -31,6 +31,9 @@ def validate_train(cfg: DictConfig, world: int = 1) -> None:
     _train_keys(cfg.train, world)
     _objective_keys(cfg.objective)
     _arch_keys(cfg.arch)
+    if cfg.train.fid_every:  # the fid.* keys matter only when training measures FID
+        from ganqp_cli.metrics.validate import validate_fid_train
+        validate_fid_train(cfg)
     _contributed(cfg)
 
 

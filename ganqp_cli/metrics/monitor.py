@@ -53,9 +53,11 @@ class FidMonitor:
     @classmethod
     def create(cls, cfg: DictConfig, data: Any, device: torch.device, run_dir: Path,
                extra: dict[str, Any], start: int) -> FidMonitor | None:
-        validate_fid_train(cfg)  # also done centrally before any work; cheap to repeat
         every = cfg.train.get("fid_every", 0)
-        return cls(cfg, data, device, run_dir, extra, start) if every else None
+        if not every:
+            return None
+        validate_fid_train(cfg)  # also done centrally before any work; cheap to repeat
+        return cls(cfg, data, device, run_dir, extra, start)
 
     def due(self, it: int, last: bool) -> bool:
         return it % self.every == 0 or last

@@ -20,8 +20,8 @@ from ganqp_cli import checkpoint as ckpt
 from ganqp_cli import distributed as dist_
 from ganqp_cli.data import Batches
 from ganqp_cli.errors import RunFailed, UserError
-from ganqp_cli.fid_train import FidMonitor
 from ganqp_cli.logger import RunLogger
+from ganqp_cli.metrics.monitor import FidMonitor
 from ganqp_cli.training import rundir
 from ganqp_cli.training.periodic import Periodic
 from ganqp_cli.training.phases import Guard, iteration, phases
