@@ -113,7 +113,9 @@ def configure_backends(cfg: DictConfig, device: torch.device) -> None:
     deterministic = bool(cfg.train.get("deterministic", False))
     if deterministic:  # cuBLAS needs its workspace fixed before its first call
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(deterministic)  # process-wide: set for every run
+    # Process-wide, so set for every run. An op with no deterministic version (e.g. an
+    # augmentation's grid_sample backward on CUDA) warns instead of stopping the run.
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
     if device.type == "cuda":
         torch.cuda.set_device(device)
         # benchmark picks the fastest algorithm per run, which differs between runs
