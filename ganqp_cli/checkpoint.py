@@ -31,8 +31,9 @@ FORMAT = "ganqp-checkpoint"
 VERSION = 1
 # What a resumed run must share with its checkpoint: the networks and the objective.
 IDENTITY_KEYS = ("arch", "objective", "res")
-# ... less the objective's schedule, which a resumed run may change like any train.* key.
-SCHEDULE_KEYS = ("objective.d_steps", "objective.opt_d", "objective.opt_g")
+# ... less the objective's schedule, which a resumed run may change like any train.* key,
+# and how BatchNorm statistics are gathered (the same parameters either way).
+SCHEDULE_KEYS = ("objective.d_steps", "objective.opt_d", "objective.opt_g", "arch.sync_bn")
 
 
 def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> None:

@@ -143,6 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     task = getattr(importlib.import_module(module), func)
     if command == "train":
         from ganqp_cli.distributed import prepare_launch
-        argv = prepare_launch(argv)
+        try:  # device= or train.dist_timeout_s= impossible here: refused before any work
+            argv = prepare_launch(argv)
+        except UserError as err:
+            report_and_exit(err)
     sys.argv = [f"ganqp-{command}", *argv]
     run_hydra(command, task)

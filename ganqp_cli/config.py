@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ganqp_cli.errors import UserError
 
-AMP_MODES = ("off", "bf16", "fp16")
+AMP_MODES = ("off", "bf16", "fp16", "auto")
 
 
 def missing_keys(cfg: DictConfig) -> list[str]:
@@ -33,10 +33,11 @@ def amp_mode(value: Any) -> str:
 
 
 # Keys of a group's node that are the loop's, not the constructor's: an objective's critic
-# steps, optimisers and critic-network choice (arch.sn/arch.d_norm interpolate them), and a
-# data set's run preset (res, arch.width, train.* interpolate it).
+# steps, optimisers and critic-network choice (arch.sn/arch.d_norm interpolate them), a
+# data set's run preset (res, arch.width, train.* interpolate it), and arch.sync_bn (the
+# loop converts a built network's BatchNorm layers: ganqp_cli.syncbn).
 NOT_ARGUMENTS = {"objective": ("d_steps", "opt_d", "opt_g", "sn", "d_norm"),
-                 "data": ("preset",)}
+                 "data": ("preset",), "arch": ("sync_bn",)}
 
 
 def constructor_node(node: DictConfig, key: str) -> DictConfig:

@@ -1,8 +1,11 @@
-"""Data-parallel helpers: process group set-up, gradient all-reduce, gathers.
+"""Data-parallel helpers: process group set-up, gradient all-reduce, gathers, checks.
 
 Started by torchrun (RANK/WORLD_SIZE/LOCAL_RANK in the environment) the process group is
 created before Hydra runs, so that rank 0 can choose the run directory and every rank uses
-it. NCCL on CUDA, gloo on CPU. A plain single process needs none of this and uses no group.
+it. The backend follows `device=` (read from the command line, since the config is not
+composed yet): NCCL for CUDA, one GPU per local rank, gloo for the CPU; combinations that
+cannot work are refused before any work. `train.dist_timeout_s` bounds how long a collective
+waits for a rank that has died or hangs. A plain single process uses no group.
 """
 
 from __future__ import annotations
@@ -10,11 +13,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from ganqp_cli.errors import UserError
+
+DEFAULT_TIMEOUT_S = 1800
+# What this process's group was created with: {"device": ..., "timeout_s": ...}.
+_LAUNCH: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -36,16 +46,77 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def init_process_group() -> Dist:
+def argv_value(argv: list[str], key: str, default: str) -> str:
+    """The value of `key=...` on a Hydra command line (the last one wins, as in Hydra)."""
+    found = [a.split("=", 1)[1] for a in argv
+             if "=" in a and a.split("=", 1)[0].lstrip("+") == key]
+    return found[-1].strip("'\"") if found else default
+
+
+def plan_backend(device: str, world: int, local_world: int, local_rank: int = 0) -> str:
+    """The backend for `device=` with `world` processes, `local_world` on this node; a
+    UserError (exit 2) for what cannot work: an unknown device, CUDA on a machine without
+    it, cuda:N with several processes, more processes on a node than it has GPUs."""
+    from ganqp_cli import checks
+    checks.device("device", device)  # the syntax, and CUDA present where asked for
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return "gloo"
+    if device.startswith("cuda:") and world > 1:
+        raise UserError(f"device={device} names one GPU, but torchrun started {world} "
+                        "processes and each needs its own: use device=cuda (the process of "
+                        "local rank r takes GPU r; choose the GPUs with CUDA_VISIBLE_DEVICES), "
+                        "or start one process.")
+    n = torch.cuda.device_count()
+    if max(local_world, local_rank + 1) > n:
+        raise UserError(f"device={device}: torchrun started {max(local_world, local_rank + 1)} "
+                        f"processes on this node, which has {n} GPU(s), and every process "
+                        f"needs its own GPU: use --nproc_per_node={n} or fewer, or device=cpu.")
+    return "nccl"
+
+
+def timeout_from(value: Any) -> int:
+    """`train.dist_timeout_s`, checked (it is read before the config is composed)."""
+    from ganqp_cli import checks
+    text = str(value).strip()
+    seconds = int(text) if text.isdigit() else value
+    return int(checks.whole("train.dist_timeout_s", seconds, 1,
+                            note=" (seconds a collective waits for every rank)"))
+
+
+def init_process_group(device: str = "auto", timeout_s: Any = DEFAULT_TIMEOUT_S) -> Dist:
     """Create the default group once (idempotent); returns this process's place in it."""
     if not launched_by_torchrun():
         return Dist()
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        env = os.environ
+        world, local_rank = int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", "0"))
+        local_world = int(env.get("LOCAL_WORLD_SIZE", "1"))
+        backend = plan_backend(str(device), world, local_world, local_rank)
+        seconds = timeout_from(timeout_s)
         if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend=backend)
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend=backend, timeout=timedelta(seconds=seconds))
+        _LAUNCH.update(device=str(device), timeout_s=seconds, backend=backend)
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def check_launch(cfg: Any) -> None:
+    """The composed config must agree with what the group was created with from the command
+    line; a config file (an experiment) setting `device` or `train.dist_timeout_s` is seen
+    only now, too late to change the group."""
+    if not _LAUNCH:
+        return
+    now = {"device": str(cfg.device),
+           "timeout_s": timeout_from(cfg.train.get("dist_timeout_s", DEFAULT_TIMEOUT_S))}
+    keys = {"device": "device", "timeout_s": "train.dist_timeout_s"}
+    for k, key in keys.items():
+        if now[k] != _LAUNCH[k]:
+            raise UserError(f"{key}={now[k]} comes from a config file, but under torchrun the "
+                            f"process group is created from the command line before the config "
+                            f"is composed (it used {key}={_LAUNCH[k]}): pass {key}={now[k]} on "
+                            "the command line.")
 
 
 def current() -> Dist:
@@ -63,7 +134,8 @@ def prepare_launch(argv: list[str]) -> list[str]:
     """
     if not launched_by_torchrun() or "-m" in argv or "--multirun" in argv:
         return argv
-    d = init_process_group()
+    d = init_process_group(argv_value(argv, "device", "auto"),
+                           argv_value(argv, "train.dist_timeout_s", str(DEFAULT_TIMEOUT_S)))
     chosen = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
     default = "outputs/" + datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
     box = [chosen[-1] if chosen else default]

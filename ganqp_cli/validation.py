@@ -50,8 +50,10 @@ def _train_keys(t: DictConfig, world: int) -> None:
     c.number("train.ema", t.ema, 0, 1, high_open=True,
              note=": a decay in [0, 1) (0 turns the EMA generator off)")
     c.choice("train.amp", amp_mode(t.amp), AMP_MODES)
-    for key in ("sample_ema", "tf32"):
+    for key in ("sample_ema", "tf32", "deterministic"):
         c.boolean(f"train.{key}", t[key])
+    c.whole("train.dist_timeout_s", t.dist_timeout_s, 1,
+            note=" (seconds a collective waits for every rank)")
 
 
 def _objective_keys(obj: DictConfig) -> None:
@@ -93,6 +95,8 @@ def _arch_keys(arch: DictConfig) -> None:
         c.whole("arch.z_dim", arch.z_dim, 1)
     if "sn" in arch:
         c.boolean("arch.sn", arch.sn)
+    if "sync_bn" in arch:
+        c.boolean("arch.sync_bn", arch.sync_bn)
 
 
 # Checks that parts of the package contribute for their own keys, as "module:function"

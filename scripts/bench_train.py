@@ -1,15 +1,20 @@
 """Benchmark ganqp's training loop and data loader against references measured in the same run.
 
-1. Training images/s of `ganqp train` (the real loop: EMA, logging, all of it) against a
-   minimal hand-written PyTorch loop with the same networks, objective (GAN-QP L1), batch
-   and optimiser, both on the same in-memory images. Runs alternate (A B A B ...) in fresh
+1. Training images/s of `ganqp train` (the real loop: EMA, logging every --log-every
+   iterations, all of it: the wall time between two log lines) against a minimal
+   hand-written PyTorch loop with the same networks, objective (GAN-QP L1), batch and
+   optimiser, both on the same in-memory images. Runs alternate (A B A B ...) in fresh
    subprocesses and the median of each is reported, with peak memory (max RSS on the CPU,
    max allocated on CUDA).
-2. Data-loader images/s (ganqp's Batches over a folder of JPEGs, decode + crop + resize)
+2. On 2 gloo processes (torchrun, CPU): the time of an iteration with arch.sync_bn against
+   one without, and the buffer average and rank check (run before sample grids, FID and
+   checkpoints) in iterations, all in the same run.
+3. Data-loader images/s (ganqp's Batches over a folder of JPEGs, decode + crop + resize)
    against the training images/s at the same resolution.
 
     python scripts/bench_train.py                     # arch=dcgan res=64 batch 64
     python scripts/bench_train.py --iters 40 --repeats 5 --loader-res 64 128
+    python scripts/bench_train.py --no-dist --loader-res   # the training ratio only
 """
 
 from __future__ import annotations
@@ -40,13 +45,15 @@ def child_ganqp(a: argparse.Namespace) -> dict:
     run = Path(tempfile.mkdtemp(prefix="bench_ganqp_"))
     total = a.warmup + a.iters
     main(["train", f"arch={a.arch}", f"res={a.res}", "arch.width=1.0", f"device={a.device}",
-          f"train.batch_size={a.batch}", f"train.iters={total}", f"train.log_every={a.warmup}",
+          f"train.batch_size={a.batch}", f"train.iters={total}", f"train.log_every={a.log_every}",
           "train.sample_every=0", "train.ckpt_every=0", "train.keep_ckpts=0",
           f"hydra.run.dir={run}"])
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    # Rows after the first cover only steady-state iterations (the rate is per interval).
-    timed = [r for r in rows if r["iter"] > a.warmup]
-    it_per_s = statistics.mean(r["it_per_s"] for r in timed)
+    # Wall time between the first log line at or after the warm-up and the last one: the
+    # iterations and every log line in between (a row's own it_per_s leaves its log line out).
+    first = next(r for r in rows if r["iter"] >= a.warmup)
+    last = rows[-1]
+    it_per_s = (last["iter"] - first["iter"]) / (last["elapsed_s"] - first["elapsed_s"])
     return {"img_per_s": it_per_s * a.batch * 3, "peak_mb": peak_mb(torch.device(a.dev))}
 
 
@@ -117,6 +124,70 @@ def child_loader(a: argparse.Namespace) -> dict:
         torch.device("cpu"))}
 
 
+def child_dist(a: argparse.Namespace) -> dict | None:
+    """Under torchrun, 2 gloo processes: seconds per training iteration (the loop's own
+    `iteration`) without and with arch.sync_bn, and per call of the buffer average and the
+    rank check; timed blocks alternate so machine load drifts hit all alike."""
+    from hydra import compose, initialize_config_module
+
+    from ganqp_cli import distributed as D
+    from ganqp_cli.data import Batches
+    from ganqp_cli.training.phases import Guard, iteration, phases
+    from ganqp_cli.training.setup import Setup, seed_all
+    torch.set_num_threads(1)
+    d, dev = D.init_process_group("cpu"), torch.device("cpu")
+    runs = {}
+    for sync in (False, True):
+        with initialize_config_module("ganqp_cli.conf", version_base="1.3"):
+            cfg = compose("train", overrides=[
+                f"arch={a.arch}", f"res={a.dist_res}", f"arch.width={a.dist_width}",
+                f"train.batch_size={a.batch}", "device=cpu", f"arch.sync_bn={str(sync).lower()}"])
+        seed_all(0)
+        s = Setup(cfg, d, dev)
+        runs[sync] = (s, phases(s), Batches(s.data, s.local_batch, 0, dev, d.rank, d.world,
+                                            workers=0))
+
+    def timed(fn, n: int) -> float:
+        D.barrier()
+        t0 = time.perf_counter()
+        for i in range(n):
+            fn(i)
+        D.barrier()
+        return (time.perf_counter() - t0) / n
+
+    def train(sync: bool) -> float:
+        s, plan, batches = runs[sync]
+        guard = Guard(10**9)
+
+        def z() -> torch.Tensor:
+            return D.global_randn(s.local_batch, s.z_dim, device=dev)
+        return timed(lambda i: iteration(s, plan, batches, z, guard, i), a.dist_iters)
+
+    s = runs[False][0]
+    for sync in (False, True):
+        train(sync)  # warm-up
+    out: dict[str, list[float]] = {"plain": [], "sync_bn": [], "average": [], "check": []}
+    for _ in range(a.repeats):
+        out["plain"].append(train(False))
+        out["sync_bn"].append(train(True))
+        out["average"].append(timed(lambda i: D.average_buffers([s.models, s.ema]), 50))
+        out["check"].append(timed(lambda i: D.check_ranks_agree({"models": s.models,
+                                                                 "ema": s.ema}), 20))
+    D.shutdown()
+    return {k: statistics.median(v) for k, v in out.items()} if d.is_main else None
+
+
+def spawn_dist(a: argparse.Namespace) -> dict:
+    args = {**vars(a), "mode": "dist"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           __file__, "--child", json.dumps(args)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if out.returncode != 0:
+        raise SystemExit(f"dist child failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def make_jpegs(folder: Path, n: int, size: int) -> None:
     """Smooth random colour images (JPEG-compressible like photos), `size` px square."""
     from PIL import Image
@@ -143,38 +214,63 @@ def main() -> None:
     p.add_argument("--res", type=int, default=64)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--iters", type=int, default=30, help="timed generator iterations")
-    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--log-every", type=int, default=10,
+                   help="ganqp's train.log_every (the timed span includes its log lines)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="auto")
     p.add_argument("--loader-res", type=int, nargs="*", default=[64, 128])
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--source-size", type=int, default=512, help="side of the JPEGs on disk")
+    p.add_argument("--train", action=argparse.BooleanOptionalAction, default=True,
+                   help="the training ratio against the hand-written loop")
+    p.add_argument("--dist", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time arch.sync_bn and the buffer sync on 2 gloo processes")
+    p.add_argument("--dist-res", type=int, default=32)
+    p.add_argument("--dist-width", type=float, default=0.25)
+    p.add_argument("--dist-iters", type=int, default=10, help="iterations per timed block")
     p.add_argument("--child", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
         ns = argparse.Namespace(**json.loads(a.child))
         ns.dev = "cuda" if ns.device == "auto" and torch.cuda.is_available() else (
             "cpu" if ns.device == "auto" else ns.device)
-        fn = {"ganqp": child_ganqp, "reference": child_reference, "loader": child_loader}
-        print(json.dumps(fn[ns.mode](ns)))
+        fn = {"ganqp": child_ganqp, "reference": child_reference, "loader": child_loader,
+              "dist": child_dist}
+        result = fn[ns.mode](ns)
+        if result is not None:  # (under torchrun: rank 0 only)
+            print(json.dumps(result))
         return
 
     print(f"# bench_train: arch={a.arch} res={a.res} batch={a.batch}, {a.iters} timed iters "
           f"after {a.warmup} warm-up, {a.repeats} alternating repeats; torch "
           f"{torch.__version__}, {os.cpu_count()} CPUs, threads {torch.get_num_threads()}, "
           f"CUDA {torch.cuda.is_available()}")
-    ours, ref = [], []
-    for _ in range(a.repeats):
-        ref.append(spawn("reference", a))
-        ours.append(spawn("ganqp", a))
-    o = statistics.median(r["img_per_s"] for r in ours)
-    r = statistics.median(x["img_per_s"] for x in ref)
-    print(f"training img/s   ganqp {o:8.1f}   hand-written {r:8.1f}   ratio {o / r:.3f} "
-          f"(goal >= 0.97)   runs: ganqp {[round(x['img_per_s'], 1) for x in ours]}, "
-          f"reference {[round(x['img_per_s'], 1) for x in ref]}")
-    print(f"peak memory MB   ganqp {max(x['peak_mb'] for x in ours):8.1f}   hand-written "
-          f"{max(x['peak_mb'] for x in ref):8.1f}")
+    if a.train:
+        ours, ref = [], []
+        for _ in range(a.repeats):
+            ref.append(spawn("reference", a))
+            ours.append(spawn("ganqp", a))
+        o = statistics.median(r["img_per_s"] for r in ours)
+        r = statistics.median(x["img_per_s"] for x in ref)
+        print(f"training img/s   ganqp {o:8.1f}   hand-written {r:8.1f}   ratio {o / r:.3f} "
+              f"(goal >= 0.97)   runs: ganqp {[round(x['img_per_s'], 1) for x in ours]}, "
+              f"reference {[round(x['img_per_s'], 1) for x in ref]}")
+        print(f"peak memory MB   ganqp {max(x['peak_mb'] for x in ours):8.1f}   hand-written "
+              f"{max(x['peak_mb'] for x in ref):8.1f}")
 
+    if a.dist:
+        t = spawn_dist(a)
+        it = t["plain"]
+        print(f"2 gloo processes, {a.arch} res {a.dist_res} width {a.dist_width} batch "
+              f"{a.batch}: s/iter plain {it:.4f}, arch.sync_bn {t['sync_bn']:.4f}   "
+              f"sync_bn/plain time {t['sync_bn'] / it:.3f}")
+        print(f"  buffer average {t['average'] * 1e3:.3f} ms/call = {t['average'] / it:.4f} "
+              f"iterations; rank check {t['check'] * 1e3:.3f} ms/call = {t['check'] / it:.4f} "
+              "iterations (each runs once per sample grid, FID or checkpoint)")
+
+    if not a.loader_res:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "jpegs"
         make_jpegs(folder, 512, a.source_size)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import torch
 
+from ganqp_cli.distributed import global_rand
 from ganqp_cli.errors import UserError
 from ganqp_cli.objectives import losses
 from ganqp_cli.objectives.base import Models, Objective, Stats
+from ganqp_cli.objectives.gradients import input_gradient
 from ganqp_cli.objectives.losses import full
 
 
@@ -88,12 +90,12 @@ class WGANGP(WGAN):
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """(gp * mean (||grad|| - center)^2, mean ||grad||) on interpolates of real and fake."""
         real, fake = real.detach(), fake.detach()
-        eps = torch.rand(real.shape[0], *[1] * (real.ndim - 1), device=real.device,
-                         dtype=real.dtype)
+        # eps for the global batch, this rank's rows: the same run on any number of processes
+        eps = global_rand(real.shape[0], *[1] * (real.ndim - 1), device=real.device,
+                          dtype=real.dtype)
         x_hat = (fake + eps * (real - fake)).requires_grad_(True)
-        out = full(D(x_hat)).sum()
-        (grad,) = torch.autograd.grad(out, x_hat, create_graph=True)
-        norm = full(grad).flatten(1).norm(dim=1)
+        (grad,) = input_gradient(D(x_hat), x_hat)  # loss-scaled under fp16
+        norm = grad.flatten(1).norm(dim=1)
         return self.gp * (norm - self.center).square().mean(), norm.mean().detach()
 
     def critic_loss(self, m: Models, real: torch.Tensor, z: torch.Tensor

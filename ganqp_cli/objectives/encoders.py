@@ -86,7 +86,7 @@ class BiGANQP(Objective):
     def _delta(self, m: Models, real: torch.Tensor, z: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         fake, z_real = m.G(z), m.E(real)
-        dT = (m.D(real, z_real) - m.D(fake, z)).float().flatten()
+        dT = (m.D(real, z_real).float() - m.D(fake, z).float()).flatten()  # fp32 first
         return dT, fake, z_real
 
     def critic_loss(self, m: Models, real: torch.Tensor, z: torch.Tensor

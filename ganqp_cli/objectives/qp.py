@@ -12,7 +12,7 @@ from ganqp_cli.objectives.losses import full
 
 def qp_distance(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
     """Per-sample distance: `l1` mean |a - b|, `l2` root mean (a - b)^2 over all but dim 0."""
-    diff = full(a - b)
+    diff = full(a) - full(b)  # in float32 even when both are half precision (autocast)
     if kind == "l1":
         return per_sample_mean(diff.abs())
     if kind == "l2":
@@ -53,8 +53,10 @@ class GANQP(Objective):
     def delta(self, m: Models, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         if self.critic == "pair":
             t_rf, t_fr = m.D.both(real, fake)
-            return full(t_rf - t_fr).flatten()
-        return full(m.D(real) - m.D(fake)).flatten()
+            return (full(t_rf) - full(t_fr)).flatten()
+        # Each output in float32 before subtracting: under autocast dT is a small difference
+        # of two half-precision numbers, and the quadratic term squares its rounding error.
+        return (full(m.D(real)) - full(m.D(fake))).flatten()
 
     def critic_loss(self, m: Models, real: torch.Tensor, z: torch.Tensor
                     ) -> tuple[torch.Tensor, Stats]:

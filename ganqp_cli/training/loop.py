@@ -8,6 +8,7 @@ signal (training.signals). The loop never looks at which objective or data set i
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,9 @@ from ganqp_cli.validation import validate_train
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    dist = dist_.init_process_group()
+    dist = dist_.init_process_group(str(cfg.device), cfg.train.get("dist_timeout_s",
+                                                                    dist_.DEFAULT_TIMEOUT_S))
+    dist_.check_launch(cfg)
     validate_train(cfg, dist.world)
     device = dist_.device_for(str(cfg.device), dist)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -107,9 +110,16 @@ def run(cfg: DictConfig, dist: dist_.Dist, device: torch.device, run_dir: Path
 def configure_backends(cfg: DictConfig, device: torch.device) -> None:
     if cfg.train.threads:
         torch.set_num_threads(int(cfg.train.threads))
+    deterministic = bool(cfg.train.get("deterministic", False))
+    if deterministic:  # cuBLAS needs its workspace fixed before its first call
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # Process-wide, so set for every run. An op with no deterministic version (e.g. an
+    # augmentation's grid_sample backward on CUDA) warns instead of stopping the run.
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = True
+        # benchmark picks the fastest algorithm per run, which differs between runs
+        torch.backends.cudnn.benchmark = not deterministic
         torch.backends.cuda.matmul.allow_tf32 = bool(cfg.train.tf32)
         torch.backends.cudnn.allow_tf32 = bool(cfg.train.tf32)
 

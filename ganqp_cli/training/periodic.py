@@ -54,6 +54,7 @@ class Periodic:
         self.s, self.run_dir, self.log, self.batches, self.fid = s, run_dir, log, batches, fid
         self.extra, self.guard, self.totals = extra, guard, {}
         self.saved_at: int | None = None  # the iteration of the last last.pt
+        self.synced_at: int | None = None  # ... and of the last buffer average
         self.t = s.cfg.train
         self.ckpt_dir = run_dir / "checkpoints"
         self.meter = Meter()
@@ -70,7 +71,7 @@ class Periodic:
         sample_due = bool(t.sample_every and it % t.sample_every == 0) or last
         ckpt_due = bool(t.ckpt_every and it % t.ckpt_every == 0) or last
         if fid_due or sample_due or ckpt_due:
-            dist_.average_buffers([self.s.models, self.s.ema])
+            self.sync_buffers(it)
         if it % t.log_every == 0 or last or fid_due:
             self.log_line(it, fid_due)
         if fid_due and self.fid.improved:
@@ -119,7 +120,14 @@ class Periodic:
             ckpt.save_atomic(state, ckpt.numbered(self.ckpt_dir, it))
             ckpt.prune(self.ckpt_dir, int(self.t.keep_ckpts))
 
+    def sync_buffers(self, it: int) -> None:
+        """Average the ranks' buffers once after iteration `it` (a collective)."""
+        if self.synced_at != it:
+            dist_.average_buffers([self.s.models, self.s.ema])
+            self.synced_at = it
+
     def checkpoint(self, it: int) -> None:
+        self.sync_buffers(it)  # also when a stop signal, not the schedule, asks for it
         dist_.check_ranks_agree({"models": self.s.models, "ema": self.s.ema})
         self.save("last.pt", it, numbered=True)
         self.saved_at = it

@@ -22,7 +22,7 @@ from torch import nn
 
 from ganqp_cli import distributed as dist_
 from ganqp_cli.errors import RunFailed
-from ganqp_cli.objectives import Models
+from ganqp_cli.objectives import Models, gradients
 from ganqp_cli.objectives.base import Stats
 from ganqp_cli.training.setup import Setup
 
@@ -98,16 +98,18 @@ class Guard:
                 "or raise train.nan_patience.")
 
 
-def _float_buffers(models: Models) -> list[torch.Tensor]:
-    return [b for b in models.buffers() if b.is_floating_point()]
+def _buffers(models: Models) -> list[torch.Tensor]:
+    """Every buffer a forward pass may move: BatchNorm statistics and counts (the count
+    weighs the cumulative average when momentum is None), spectral-norm vectors."""
+    return list(models.buffers())
 
 
 def update(s: Setup, phase: Phase, real: torch.Tensor, z: torch.Tensor
            ) -> tuple[torch.Tensor, Stats, bool]:
     """One optimiser step of `phase`; returns (loss, statistics, whether it was applied)."""
-    buffers = _float_buffers(s.models)
+    buffers = _buffers(s.models)
     saved = [b.clone() for b in buffers]
-    with s.autocast():
+    with s.autocast(), gradients.scaling(phase.scaler):  # input_gradient reads the scaler
         loss, stats = phase.loss(s.models, real, z)
     phase.opt.zero_grad(set_to_none=True)
     phase.scaler.scale(loss).backward()

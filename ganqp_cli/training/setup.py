@@ -15,6 +15,7 @@ from torch import nn
 
 from ganqp_cli import checkpoint as ckpt
 from ganqp_cli import distributed as dist_
+from ganqp_cli import syncbn
 from ganqp_cli.config import amp_mode, make, make_optimizer
 from ganqp_cli.generate import choose
 from ganqp_cli.objectives import Models, Objective
@@ -26,6 +27,16 @@ def seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def resolve_amp(mode: str, device: torch.device) -> str:
+    """`train.amp=auto`: bf16 on a GPU with bf16 support (no grad scaler needed, the range
+    of fp32), else off; the CPU gains nothing from autocast on small convolutions."""
+    if mode != "auto":
+        return mode
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "off"
 
 
 def params_of(modules: list[nn.Module]) -> list[nn.Parameter]:
@@ -46,7 +57,10 @@ class Setup:
         self.data = make(cfg.data, "data", res=cfg.res)
         self.objective: Objective = make(cfg.objective, "objective")
         arch = make(cfg.arch, "arch")
-        self.models: Models = self.objective.build(arch, tuple(self.data.shape)).to(device)
+        models = self.objective.build(arch, tuple(self.data.shape))
+        if cfg.arch.get("sync_bn", False):  # the networks stay free of distributed code
+            models = syncbn.convert(models, device.type)
+        self.models: Models = models.to(device)
         dist_.broadcast_module([self.models])  # identical start on every rank
         self.z_dim: int = self.models.G.z_dim
         self.ema = copy.deepcopy(self.models.G).eval().requires_grad_(False)
@@ -56,7 +70,8 @@ class Setup:
         obj = cfg.objective
         self.opt_d = make_optimizer(obj.opt_d, "objective.opt_d", self.d_params)
         self.opt_g = make_optimizer(obj.opt_g, "objective.opt_g", self.g_params)
-        amp = amp_mode(cfg.train.amp)
+        amp = resolve_amp(amp_mode(cfg.train.amp), device)
+        self.amp = amp
         self.amp_dtype = AMP_DTYPES.get(amp)
         self.scaler_d = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
         self.scaler_g = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
@@ -104,8 +119,7 @@ class Setup:
         self.opt_g.load_state_dict(state["opt_g"])
         self.scaler_d.load_state_dict(state["scaler_d"])
         self.scaler_g.load_state_dict(state["scaler_g"])
+        # Every rank draws alike (z and noise for the global batch, sliced per rank), so
+        # rank 0's state continues the run on any number of processes.
         rngs = state["rng"]
-        if len(rngs) == self.dist.world:
-            ckpt.set_rng_state(rngs[self.dist.rank])
-        else:  # a different number of processes: continue deterministically, not identically
-            seed_all(self.cfg.seed * 7919 + self.dist.rank + state["iter"])
+        ckpt.set_rng_state(rngs[self.dist.rank] if len(rngs) == self.dist.world else rngs[0])

@@ -1,0 +1,94 @@
+"""The non-finite guard: an update with a non-finite loss or gradient is skipped (parameters,
+optimiser state and buffers as they were), counted as skipped_steps, and train.nan_patience
+in a row end the run with exit 1 and status failed; no checkpoint holds a non-finite tensor."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+from ganqp_cli import checkpoint as ckpt
+from ganqp_cli.distributed import Dist
+from ganqp_cli.errors import RunFailed
+from ganqp_cli.training.phases import phases, update
+from ganqp_cli.training.setup import Setup, seed_all
+from tests.conftest import read_metrics
+
+TINY = ["res=16", "arch.width=0.125", "train.batch_size=16", "train.sample_every=0",
+        "train.sample_n=4", "train.workers=0"]
+
+
+def test_a_diverging_run_stops_with_exit_1_and_status_failed(cli, tmp_path):
+    run = tmp_path / "run"
+    r = cli("train", *TINY, "objective=fgan-kl", "objective.opt_d.lr=10",
+            "objective.opt_g.lr=10", "train.iters=200", "train.log_every=5",
+            "train.ckpt_every=10", f"hydra.run.dir={run}")
+    assert r.code == 1, r
+    assert "training diverged: 20 critic updates in a row" in r.msg and "Traceback" not in r.err
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "failed" and "training diverged" in status["reason"]
+    stop = status["iter"]
+    assert 20 <= stop < 200
+    rows = read_metrics(run)
+    skipped = [row["skipped_steps"] for row in rows]
+    assert skipped == sorted(skipped) and skipped[-1] >= 19  # counted, cumulative
+    assert all(math.isfinite(row["g_loss"]) for row in rows)  # skipped losses not logged
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert state["iter"] <= stop
+    ckpt.check_finite(state)  # what was written is a state to train on
+
+
+def test_nan_patience_sets_how_many_in_a_row(cli, tmp_path):
+    run = tmp_path / "run"
+    r = cli("train", *TINY, "objective=fgan-kl", "objective.opt_d.lr=10",
+            "objective.opt_g.lr=10", "train.iters=200", "train.log_every=1",
+            "train.ckpt_every=0", "train.nan_patience=3", f"hydra.run.dir={run}")
+    assert r.code == 1 and "3 critic updates in a row" in r.msg, r
+
+
+def _setup() -> Setup:
+    with initialize_config_module("ganqp_cli.conf", version_base="1.3"):
+        cfg = compose("train", overrides=[*TINY, "objective=gan-qp"])  # BatchNorm critic
+    seed_all(0)
+    return Setup(cfg, Dist(), torch.device("cpu"))
+
+
+def _snapshot(s: Setup) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in s.models.state_dict().items()}
+
+
+def test_a_skipped_update_changes_nothing(monkeypatch):
+    s = _setup()
+    critic = phases(s)[0]
+    real = s.data.to_model(s.data.tensor[:16])
+    z = torch.randn(16, s.z_dim)
+    loss, _, ok = update(s, critic, real, z)  # one good step: Adam has state now
+    assert ok and math.isfinite(float(loss.detach()))
+    before, opt_before = _snapshot(s), json.dumps(
+        {k: v for k, v in s.opt_d.state_dict()["state"][0].items() if k == "step"},
+        default=float)
+
+    def nan_loss(m, real, z):  # runs the critic (BatchNorm statistics move), then NaN
+        out, stats = critic.loss(m, real, z)
+        return out * float("nan"), stats
+
+    loss, _, ok = update(s, replace(critic, loss=nan_loss), real, z)
+    assert not ok and math.isnan(float(loss.detach()))
+    after = _snapshot(s)
+    for k in before:
+        assert torch.equal(before[k], after[k]), k  # parameters and running statistics
+    assert opt_before == json.dumps(
+        {k: v for k, v in s.opt_d.state_dict()["state"][0].items() if k == "step"},
+        default=float)
+
+
+def test_no_checkpoint_is_written_holding_a_non_finite_tensor():
+    state = {"models": {"D.w": torch.tensor([1.0, float("inf")])}, "iter": 3}
+    with pytest.raises(RunFailed, match="models.D.w holds non-finite values"):
+        ckpt.check_finite(state)
+    ckpt.check_finite({"models": {"D.w": torch.ones(2), "n": torch.tensor(3)}})
