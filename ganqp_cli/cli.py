@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                     "(encoder models)"),
     "fid": ("ganqp_cli.fid", "fid_command",
             "FID and KID of a checkpoint or a folder of images against a reference"),
+    "prepare": ("ganqp_cli.prepare", "prepare_command",
+                "decode, crop and resize a data set once into a prepared set (data.root=OUT)"),
 }
 
 CONFIG_PATH = "pkg://ganqp_cli.conf"
