@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ganqp_cli.data import Batches, open_images, square_resize
+from ganqp_cli.data import Batches, DataSet, open_images, square_resize
 from ganqp_cli.data.lmdb_set import LmdbImages
 from ganqp_cli.errors import UserError
 from tests.conftest import TINY
@@ -46,7 +46,8 @@ def write_lmdb(path, n=12, bad=()):
 def test_lmdb_items_are_the_decoded_values_in_key_order(tmp_path):
     values = write_lmdb(tmp_path / "church_outdoor_train_lmdb")
     d = open_images(str(tmp_path / "church_outdoor_train_lmdb"), 16, name="lsun-church")
-    assert isinstance(d, LmdbImages) and len(d) == 12 and d.shape == (3, 16, 16)
+    assert isinstance(d, LmdbImages) and isinstance(d, DataSet)
+    assert len(d) == 12 and d.shape == (3, 16, 16)
     for i, (key, value) in enumerate(values.items()):
         assert d.key(i) == key
         assert torch.equal(d.load(i), square_resize(Image.open(io.BytesIO(value)), 16, 3))

@@ -19,6 +19,7 @@ import ganqp_cli.prepare as prep
 from ganqp_cli.data import (
     RESIZE_METHOD,
     Batches,
+    DataSet,
     ImageFolder,
     PreparedImages,
     Torchvision,
@@ -61,7 +62,8 @@ def test_prepared_pixels_are_the_folder_pixels(cli, tmp_path):
     assert meta["source"]["data"] == "folder" and meta["source"]["kind"] == "folder"
     assert meta["source"]["root"] == str(imgs.resolve())
     folder, prepared = ImageFolder(str(imgs), 16), open_images(str(out), 16)
-    assert isinstance(prepared, PreparedImages) and prepared.in_memory
+    assert isinstance(prepared, PreparedImages) and isinstance(prepared, DataSet)
+    assert prepared.in_memory
     want = _all(folder)
     assert torch.equal(_all(prepared), want)
     assert meta["sha256"] == content_hash(out) == hashlib.sha256(want.numpy().tobytes()

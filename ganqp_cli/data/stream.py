@@ -149,7 +149,7 @@ class Batches:
 
     def _keys(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx, flip = self.sampler.batch_keys(j)
-        return idx, (flip.pin_memory() if self.pin else flip)
+        return idx, (flip.pin_memory() if self.pin and self.hflip else flip)
 
     def _device_gather(self) -> Iterator[Raw]:
         storage, rows = self._resident
