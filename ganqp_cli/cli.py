@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "fid": ("ganqp_cli.metrics.command", "fid_command",
             "FID, KID, precision/recall, density/coverage, IS of a checkpoint or a folder of "
             "images against a reference"),
+    "prepare": ("ganqp_cli.prepare", "prepare_command",
+                "decode, crop and resize a data set once into a prepared set (data.root=OUT)"),
 }
 
 CONFIG_PATH = "pkg://ganqp_cli.conf"

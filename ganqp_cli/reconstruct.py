@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ganqp_cli.config import make
-from ganqp_cli.data import ImageFolder, image_grid, list_images
+from ganqp_cli.data import ImageFolder, image_grid, is_image_shape, list_images
 from ganqp_cli.errors import UserError
 from ganqp_cli.generate import generate
 from ganqp_cli.sampling import Trained, load_trained, slerp
@@ -64,7 +64,8 @@ def open_data(cfg: DictConfig, run: Trained, split: str) -> Any:
     if tuple(data.shape) != tuple(run.shape):
         raise UserError(f"data={data.name} gives items of shape {tuple(data.shape)}, but the "
                         f"checkpoint's model takes {tuple(run.shape)}"
-                        + (f"; set data.channels={run.shape[0]}" if len(run.shape) == 3 else "")
+                        + (f"; set data.channels={run.shape[0]}"
+                           if is_image_shape(run.shape) else "")
                         + ".")
     return data
 
@@ -151,7 +152,7 @@ def reconstruct_command(cfg: DictConfig) -> dict[str, Any]:
                         "which has no encoder; reconstruction needs a checkpoint of an encoder "
                         "model (objective=bigan-qp or objective=o-gan).")
     mode = cfg.mode
-    if mode != "encode" and len(run.shape) != 3:
+    if mode != "encode" and not is_image_shape(run.shape):
         raise UserError(f"mode={mode} draws image grids; this checkpoint models points of "
                         f"shape {tuple(run.shape)}. Use mode=encode.")
     temperature = float(cfg.temperature if cfg.temperature is not None

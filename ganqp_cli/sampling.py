@@ -15,7 +15,7 @@ from torch import nn
 
 from ganqp_cli import checkpoint as ckpt
 from ganqp_cli.config import make
-from ganqp_cli.data import image_grid
+from ganqp_cli.data import image_grid, is_image_shape
 from ganqp_cli.distributed import Dist, device_for
 from ganqp_cli.errors import UserError
 from ganqp_cli.generate import choose, generate
@@ -37,7 +37,7 @@ class Trained:
     device: torch.device
 
     def render(self, samples: torch.Tensor, nrow: int | None = None) -> Image.Image:
-        if len(self.shape) == 3:
+        if is_image_shape(self.shape):
             return image_grid(samples, nrow)
         return make(self.config.data, "data", res=self.config.res).render(samples, nrow)
 
@@ -114,7 +114,7 @@ def sample_command(cfg: DictConfig) -> dict[str, Any]:
     run = load_trained(cfg.ckpt, ema=cfg.ema, device=str(cfg.device))
     out = Path(cfg.out)
     if cfg.format == "folder":
-        if len(run.shape) != 3:
+        if not is_image_shape(run.shape):
             raise UserError("format=folder writes images; this checkpoint models points.")
         write_folder(run.G, cfg.n, run.z_dim, out, cfg.seed, cfg.temperature, run.device,
                      cfg.batch)

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, ListConfig
 
 from ganqp_cli import checks as c
 from ganqp_cli.config import AMP_MODES, amp_mode, check_missing
+from ganqp_cli.data import validate_data
 
 OPTIMISER_EXAMPLE = "an optimiser node such as {_target_: torch.optim.Adam, lr: 2e-4}"
 
@@ -31,6 +32,7 @@ def validate_train(cfg: DictConfig, world: int = 1) -> None:
     _train_keys(cfg.train, world)
     _objective_keys(cfg.objective)
     _arch_keys(cfg.arch)
+    validate_data(cfg.data)
     if cfg.train.fid_every:  # the fid.* keys matter only when training measures FID
         from ganqp_cli.metrics.validate import validate_fid_train
         validate_fid_train(cfg)
@@ -151,6 +153,7 @@ def validate_reconstruct(cfg: DictConfig) -> None:
              note=" (null: the model's default, O-GAN 0.9, BiGAN-QP 1.0)")
     c.boolean("ema", cfg.ema)
     c.device("device", cfg.device)
+    validate_data(cfg.get("data"))
     if cfg.images:
         c.existing_dir("images", cfg.images, "a folder of images")
     if cfg.out:

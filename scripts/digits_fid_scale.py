@@ -14,16 +14,17 @@ import argparse
 
 import numpy as np
 import torch
-from ganqp_cli.train import Setup, seed_all
 from hydra import compose, initialize_config_module
-from omegaconf import OmegaConf
 
 from ganqp_cli.data import Digits
 from ganqp_cli.distributed import Dist
-from ganqp_cli.extractors import make_extractor
-from ganqp_cli.features import Source, dataset_source, extract, generator_source
-from ganqp_cli.fid import Stats, scores
+from ganqp_cli.metrics.extractors import make_extractor
+from ganqp_cli.metrics.features import Source, dataset_source, extract, generator_source
+from ganqp_cli.metrics.frechet import frechet_distance
+from ganqp_cli.metrics.kid import kid
+from ganqp_cli.metrics.stats import Stats
 from ganqp_cli.sampling import latents
+from ganqp_cli.training.setup import Setup, seed_all
 
 
 def images(x: torch.Tensor, what: str) -> Source:
@@ -42,10 +43,9 @@ def main() -> None:
     p.add_argument("--res", type=int, default=32)
     p.add_argument("--n", type=int, default=1000, help="noise images and generator samples")
     args = p.parse_args()
-    fcfg = OmegaConf.create({"method": "eig", "kid_subsets": 100, "kid_subset_size": 1000})
     ext = make_extractor("digits", None, None, torch.device("cpu"))
     digits = Digits(res=args.res)
-    every = extract(dataset_source(digits, None), ext)
+    every = extract(dataset_source(digits, None), ext).features
     half = torch.randperm(len(digits), generator=torch.Generator().manual_seed(0))
     a, b = half[: len(half) // 2].numpy(), half[len(half) // 2:].numpy()
     noise = torch.randint(0, 256, (args.n, *digits.shape),
@@ -54,16 +54,17 @@ def main() -> None:
     rows = [
         (f"half A ({len(a)}) vs half B ({len(b)})", every[a], every[b]),
         (f"uniform noise ({args.n}) vs all digits",
-         extract(images(noise, "noise"), ext), every),
+         extract(images(noise, "noise"), ext).features, every),
         (f"untrained generator ({args.n} samples) vs all digits",
          extract(generator_source(G, latents(args.n, G.z_dim, seed=0), torch.device("cpu"),
-                                  "untrained G"), ext), every),
+                                  "untrained G"), ext).features, every),
     ]
     print(f"digits extractor ({ext.dims}-d, held-out accuracy {ext.accuracy:.4f}), "
           f"digits at {args.res} px")
     for what, x, y in rows:
-        s = scores(Stats.of(np.asarray(x)), Stats.of(np.asarray(y)), fcfg)
-        print(f"  {what:<48} FID {s['fid']:8.4f}  KID {s['kid']:.5f}")
+        x, y = np.asarray(x), np.asarray(y)
+        fid = frechet_distance(Stats.of(x), Stats.of(y))
+        print(f"  {what:<48} FID {fid:8.4f}  KID {kid(x, y)[0]:.5f}")
 
 
 if __name__ == "__main__":

@@ -124,18 +124,19 @@ def check_bench(a: argparse.Namespace) -> None:
 
 
 def _features(kind: str, weights: str | None, images: torch.Tensor, dev: torch.device):
-    from ganqp_cli.extractors import make_extractor
-    from ganqp_cli.features import Source, extract
+    from ganqp_cli.metrics.extractors import make_extractor
+    from ganqp_cli.metrics.features import Source, extract
     ext = make_extractor(kind, None, weights, dev)
     src = Source(images.shape[0], "check images", batch=lambda lo, hi: images[lo:hi])
-    return extract(src, ext, batch=100, workers=1)
+    return extract(src, ext, batch=100, workers=1).features
 
 
 def check_fid(a: argparse.Namespace, work: Path) -> None:
     """The same uint8 images (digits as references, an untrained generator's as samples)."""
     from ganqp_cli.data import Digits
-    from ganqp_cli.extractors import hub_weights_file, random_inception_weights
-    from ganqp_cli.fid import Stats, frechet_distance
+    from ganqp_cli.metrics.frechet import frechet_distance
+    from ganqp_cli.metrics.inception import hub_weights_file, random_inception_weights
+    from ganqp_cli.metrics.stats import Stats
     from ganqp_cli.networks import QPArch
     data = Digits(a.res)
     real = torch.stack([data.load(i) for i in range(min(len(data), a.fid_n))])

@@ -10,7 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from ganqp_cli.data import Batches, Digits, ImageFolder, Ring8, StreamSampler, Torchvision
+from ganqp_cli.data import (
+    Batches,
+    DataSet,
+    Digits,
+    ImageFolder,
+    Ring8,
+    StreamSampler,
+    Torchvision,
+)
 from ganqp_cli.errors import UserError
 from tests.conftest import TINY, write_images
 
@@ -72,7 +80,7 @@ def test_mnist_through_torchvision(tmp_path):
     _write_idx(raw / "t10k-images-idx3-ubyte", imgs[:2], 2051)
     _write_idx(raw / "t10k-labels-idx1-ubyte", np.arange(2, dtype=np.uint8), 2049)
     d = Torchvision(str(tmp_path), res=32, name="mnist")
-    assert len(d) == 5 and d.shape == (1, 32, 32)
+    assert isinstance(d, DataSet) and len(d) == 5 and d.shape == (1, 32, 32)
     assert d[(2, False)].shape == (1, 32, 32)
 
 
@@ -138,3 +146,37 @@ def test_folder_training_end_to_end(cli, tmp_path):
             "train.batch_size=4", "train.workers=1", f"hydra.run.dir={tmp_path / 'run'}")
     assert r.code == 0, r
     assert (tmp_path / "run" / "samples" / "iter_0000004.png").is_file()
+
+
+def test_batches_are_the_sampler_keys_with_flips_applied(tmp_path):
+    write_images(tmp_path, 9, size=(16, 16))
+    for data in (Digits(16, hflip=True), ImageFolder(str(tmp_path), res=16, hflip=True)):
+        b = Batches(data, 4, seed=3, device=torch.device("cpu"), workers=0)
+        keys = StreamSampler(len(data), 4, seed=3, hflip=True)
+        for j in range(5):
+            idx, flip = keys.batch_keys(j)
+            want = torch.stack([data.load(i).flip(-1) if f else data.load(i)
+                                for i, f in zip(idx.tolist(), flip.tolist(), strict=True)])
+            assert torch.equal(b.next_raw(), want)
+
+
+def test_batches_leave_the_global_rng_alone(tmp_path):
+    # A DataLoader draws its base seed from the global RNG unless given a generator; then
+    # the run's z (and so its checkpoints) would depend on the form of the data.
+    write_images(tmp_path, 9, size=(16, 16))
+    d = ImageFolder(str(tmp_path), res=16, hflip=True)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    b = Batches(d, 4, seed=0, device=torch.device("cpu"), workers=1)
+    next(b)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_every_data_set_implements_the_protocol(tmp_path):
+    write_images(tmp_path, 2)
+    sets = [Digits(16), Ring8(n=10), ImageFolder(str(tmp_path), res=16)]
+    for d in sets:
+        assert isinstance(d, DataSet), type(d)
+    assert [d.is_image for d in sets] == [True, False, True]
+    assert [d.in_memory for d in sets] == [True, True, False]
+    assert Ring8(n=10).table().storage.shape == (10, 2)

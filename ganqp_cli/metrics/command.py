@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ganqp_cli import distributed as D
+from ganqp_cli.data import is_image_shape
 from ganqp_cli.errors import UserError
 from ganqp_cli.metrics import registry as R
 from ganqp_cli.metrics.evaluate import score_generator, score_source, summarize
@@ -73,7 +74,7 @@ def _measure(cfg: Any, dist: D.Dist) -> dict[str, Any]:
     if cfg.ckpt is not None:
         from ganqp_cli.sampling import load_trained
         run = load_trained(str(cfg.ckpt), ema=bool(cfg.ema), device=str(device))
-        if len(run.shape) != 3:
+        if not is_image_shape(run.shape):
             raise UserError(f"ckpt={cfg.ckpt} models points, not images: FID needs images.")
         what = f"{cfg.ckpt} (iter {run.iter})"
     elif cfg.samples is not None:

@@ -104,6 +104,8 @@ def validate_fid_command(cfg: Any) -> None:
     """Every argument of `ganqp fid`, before any work."""
     validate_fid(cfg.fid)
     C.device("device", cfg.device)
+    from ganqp_cli.data import validate_data
+    validate_data(cfg.get("data"))
     _check_paths(cfg)
     C.whole("n", cfg.n, 2, note=" (the number of samples generated from ckpt)")
     C.boolean("ema", cfg.ema)

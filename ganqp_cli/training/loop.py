@@ -59,10 +59,10 @@ def run(cfg: DictConfig, dist: dist_.Dist, device: torch.device, run_dir: Path
     s = Setup(cfg, dist, device)
     seed_all(cfg.seed * 7919 + 1)  # then one random stream, alike on every rank (z, noise)
     start, consumed, extra, found = resume(s, run_dir)
-    batches = Batches(s.data, s.local_batch, cfg.seed, device, dist.rank, dist.world,
-                      t.workers, start_batch=consumed)
-    fid = FidMonitor.create(cfg, s.data, device, run_dir, extra, start)
     log = RunLogger(run_dir, t.iters, start, enabled=dist.is_main)
+    batches = Batches(s.data, s.local_batch, cfg.seed, device, dist.rank, dist.world,
+                      t.workers, start_batch=consumed)  # warnings: stderr
+    fid = FidMonitor.create(cfg, s.data, device, run_dir, extra, start)
     log.info(banner(s, run_dir, found, start))
     plan, guard = phases(s), Guard(int(t.nan_patience))
     periodic = Periodic(s, run_dir, log, batches, fid, extra, guard)
@@ -98,6 +98,7 @@ def run(cfg: DictConfig, dist: dist_.Dist, device: torch.device, run_dir: Path
             status(run_dir, "failed", it, t.iters)
             raise
         finally:
+            batches.close()
             log.close()
         if stop.requested is not None:
             stop.hand_over()

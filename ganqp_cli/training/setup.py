@@ -115,11 +115,21 @@ class Setup:
     def restore(self, state: dict[str, Any]) -> None:
         self.models.load_state_dict(state["models"])
         self.ema.load_state_dict(state["ema"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.opt_g.load_state_dict(state["opt_g"])
+        load_optimizer(self.opt_d, state["opt_d"])
+        load_optimizer(self.opt_g, state["opt_g"])
         self.scaler_d.load_state_dict(state["scaler_d"])
         self.scaler_g.load_state_dict(state["scaler_g"])
         # Every rank draws alike (z and noise for the global batch, sliced per rank), so
         # rank 0's state continues the run on any number of processes.
         rngs = state["rng"]
         ckpt.set_rng_state(rngs[self.dist.rank] if len(rngs) == self.dist.world else rngs[0])
+
+
+def load_optimizer(opt: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """The saved optimiser state (moments, step counts) under this run's hyperparameters:
+    `objective.opt_d.lr=...` given to a resumed run takes effect (load_state_dict alone
+    would bring back the checkpoint's lr, betas and the rest)."""
+    configured = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+    opt.load_state_dict(saved)
+    for group, settings in zip(opt.param_groups, configured, strict=True):
+        group.update(settings)
