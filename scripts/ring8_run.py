@@ -2,8 +2,8 @@
 and the fraction of samples within 3 std of a mode, for any objective, budget and settings.
 
     python scripts/ring8_run.py gan-qp 2000                       # the YAML's own settings
-    python scripts/ring8_run.py wgan-gp 1000 train.opt_d.lr=5e-4 train.opt_g.lr=5e-4 \\
-        'train.opt_d.betas=[0.5,0.9]' 'train.opt_g.betas=[0.5,0.9]'
+    python scripts/ring8_run.py wgan-gp 1000 objective.opt_d.lr=5e-4 objective.opt_g.lr=5e-4 \\
+        'objective.opt_d.betas=[0.5,0.9]' 'objective.opt_g.betas=[0.5,0.9]'
 
 The run is the test's: `ganqp train data=ring8 arch=mlp`, batch 256, seed 0, one thread
 (tests/test_ring8.py's BASE), then 2,500 points from the EMA generator (z seed 1). Figures

@@ -3,8 +3,10 @@ start-up) and tiny-run settings that keep the suite fast on a CPU."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,8 +22,12 @@ from ganqp_cli.cli import main
 # threads spin against each other (10x slower); subprocesses inherit the env setting.
 torch.set_num_threads(1)
 os.environ["OMP_NUM_THREADS"] = "1"
-# Caches (digits classifier, FID reference statistics) go to a per-session folder, not ~.
-os.environ.setdefault("GANQP_CACHE", tempfile.mkdtemp(prefix="ganqp_test_cache_"))
+# Caches (digits classifier, FID reference statistics) always go to a fresh per-session
+# folder: never a user's ~/.cache/ganqp or the GANQP_CACHE of the calling shell, which tests
+# would otherwise read stale entries from and write into.
+CACHE = tempfile.mkdtemp(prefix="ganqp_test_cache_")
+os.environ["GANQP_CACHE"] = CACHE
+atexit.register(shutil.rmtree, CACHE, ignore_errors=True)
 
 # A few-iteration digits run at 16 px with tiny networks.
 TINY = ["res=16", "arch.width=0.125", "train.batch_size=16", "train.iters=4",

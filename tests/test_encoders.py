@@ -188,7 +188,7 @@ def test_bigan_guide_terms_train_one_side_each():
 @pytest.mark.parametrize("name", ["o-gan", "o-gan-sgan", "o-gan-hinge", "bigan-qp"])
 def test_held_out_reconstruction_beats_other_image_baseline(name, tmp_path_factory):
     got = measure(trained(name, tmp_path_factory))
-    print(name, got)  # the numbers in docs/readme/encoders.md come from this line
+    print(name, got)  # the numbers in docs/encoders.md come from this line
     assert got["heldout"] == 180  # 10% of 1,797 digits, never seen in training
     assert got["error"] <= 0.7 * got["baseline"], got
     if name.startswith("o-gan"):
@@ -220,7 +220,7 @@ def free_port() -> int:
 
 def test_two_processes_train_bigan_qp(tmp_path):
     """torchrun with 2 gloo processes: G and E (one optimiser) and the joint critic are
-    averaged over the ranks and stay in sync. (O-GAN's run is in docs/readme/encoders.md.)"""
+    averaged over the ranks and stay in sync. (O-GAN's run is in docs/encoders.md.)"""
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
            f"--master_port={free_port()}", "-m", "ganqp_cli", "train", "objective=bigan-qp",

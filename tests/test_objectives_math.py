@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_module
 from torch import nn
 
 from ganqp_cli.config import make
-from ganqp_cli.objectives import FGAN, GANQP, SGAN, WGAN, WGANGP, Models
+from ganqp_cli.objectives import FGAN, GANQP, LSGAN, SGAN, WGAN, WGANGP, Hinge, Models
 from ganqp_cli.objectives.fgan import DIVERGENCES
 
 F64 = torch.float64  # the closed-form checks run in double precision
@@ -109,13 +109,43 @@ def test_gan_qp_point_masses_give_half_lambda_times_distance(distance, critic):
         assert grad.abs().sum() > 0.5
 
 
+class LinearCritic(nn.Module):
+    """T(x) = w . x + c: differentiable in x (nothing detached), so gradients reach the
+    generator's output only through the loss itself."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(dim, dtype=F64))
+        self.c = nn.Parameter(torch.zeros((), dtype=F64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.flatten(1) @ self.w + self.c).unsqueeze(1)
+
+
 def test_sgan_point_masses_saturate_at_log_2_with_no_gradient():
     for beta in BETAS:
-        value, grad = point_masses(SGAN(), beta)
+        obj = SGAN()
+        m = Models(G=PointGenerator(beta), D=LinearCritic(4))
+        real, z = ALPHA.expand(8, -1), torch.zeros(8, 1, dtype=F64)
+        value = maximise_critic(obj, m, real, z, [m.D.w, m.D.c])
         # max E_p log D + E_q log(1 - D) = 2 JS(p, q) - log 4, and JS = log 2 for disjoint p, q.
         js = (value.item() + math.log(4)) / 2
         assert js == pytest.approx(math.log(2), abs=1e-6)
-        assert torch.equal(grad, torch.zeros_like(beta))
+        # The critic separates the points by a wide margin and is steep there (its gradient in
+        # x is w), yet the maximised value is flat in beta: sigmoid(T(beta)) ~ 0 kills it.
+        t_beta = m.D(beta[None]).item()
+        assert t_beta < -10 and m.D(ALPHA[None]).item() > 10 and m.D.w.norm() > 1
+        (grad,) = torch.autograd.grad(value, m.G.beta)
+        assert grad.norm() < 1e-4 * m.D.w.norm()
+        torch.testing.assert_close(grad, -torch.sigmoid(torch.tensor(t_beta)).to(F64)
+                                   * m.D.w.detach(), rtol=1e-6, atol=1e-12)
+        # The generator losses at this critic: minimax (log(1 - D)) saturates with it, the
+        # non-saturating -log D does not (gradient ~ -w: towards the real point's side).
+        for g_form, expected in (("minimax", 0.0), ("nonsaturating", 1.0)):
+            loss = SGAN(g_form=g_form).generator_loss(m, real, z)[0]
+            (g,) = torch.autograd.grad(loss, m.G.beta)
+            torch.testing.assert_close(g / m.D.w.detach(), torch.full_like(g, -expected),
+                                       rtol=1e-6, atol=1e-6)
 
 
 # Two distributions on four points, probabilities in eighths so that a batch of 8 samples
@@ -161,6 +191,27 @@ def test_fgan_maximised_bound_is_the_f_divergence(divergence):
     (f_prime,) = torch.autograd.grad(DIVERGENCES[divergence].f(u).sum(), u)
     torch.testing.assert_close(DIVERGENCES[divergence].activation(m.D.v.detach()), f_prime,
                                rtol=1e-4, atol=1e-5)
+
+
+def test_sgan_optimal_critic_is_the_log_density_ratio():
+    """Goodfellow et al.: D* = p / (p + q), i.e. logit log(p / q), and the maximum is
+    2 JS(p, q) - log 4 (JS2 above is 2 JS). A loss with other weights or scales (e.g.
+    softplus(-3r) + 7 softplus(f)) has another optimum."""
+    m = Models(G=nn.Identity(), D=TableCritic(4))
+    real, fake = support_batch(P_COUNTS).double(), support_batch(Q_COUNTS).double()
+    value = maximise_critic(SGAN(), m, real, fake, [m.D.v]).item()
+    assert abs(value - (JS2 - math.log(4))) < 1e-9
+    torch.testing.assert_close(m.D.v.detach(), torch.log(P / Q), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("a,b", [(0.0, 1.0), (-1.0, 1.0)])
+def test_lsgan_optimal_critic_is_the_mixture_of_its_targets(a, b):
+    """Mao et al.: D* = (b p + a q) / (p + q) for the critic loss
+    0.5 E_p[(D - b)^2] + 0.5 E_q[(D - a)^2]."""
+    m = Models(G=nn.Identity(), D=TableCritic(4))
+    real, fake = support_batch(P_COUNTS).double(), support_batch(Q_COUNTS).double()
+    maximise_critic(LSGAN(a=a, b=b), m, real, fake, [m.D.v])
+    torch.testing.assert_close(m.D.v.detach(), (b * P + a * Q) / (P + Q), rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("divergence", list(DIVERGENCES))
@@ -291,3 +342,134 @@ def test_fgan_js_and_gan_differ_by_constants_only():
                 grads.append(torch.autograd.grad(value, fi)[0])
             torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-15)
             assert values[0] != pytest.approx(values[1])  # the constants differ
+
+
+# -- closed forms of each loss on hand-built critic outputs --------------------------------
+# One-dimensional data and the critic T(x) = A x + B, so the critic's outputs on the fakes are
+# known numbers and d loss / d G(z) follows from the chain rule by hand: A times the loss's
+# derivative in the output, over the batch size.
+A, B = -1.5, 0.25
+FAKE = [-1.0, 0.0, 0.5, 2.0]         # G(z), the generator's outputs
+REAL = [1.0, -0.5, 3.0, 0.25]
+T_FAKE = [A * x + B for x in FAKE]   # 1.75, 0.25, -0.5, -2.75
+T_REAL = [A * x + B for x in REAL]
+
+
+def sigmoid(t: float) -> float:
+    return 1.0 / (1.0 + math.exp(-t))
+
+
+def mean(xs) -> float:
+    xs = list(xs)
+    return sum(xs) / len(xs)
+
+
+class ArrayGenerator(nn.Module):
+    """G(z) = the fixed batch FAKE (a parameter, for d loss / d G(z))."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.x = nn.Parameter(torch.tensor(FAKE, dtype=F64)[:, None])
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.x
+
+
+def hand_critic() -> nn.Module:
+    D = nn.Linear(1, 1).double()
+    with torch.no_grad():
+        D.weight.fill_(A)
+        D.bias.fill_(B)
+    return D
+
+
+def generator_loss_and_grad(obj) -> tuple[float, list[float]]:
+    m = Models(G=ArrayGenerator(), D=hand_critic())
+    real, z = torch.tensor(REAL, dtype=F64)[:, None], torch.zeros(len(FAKE), 1, dtype=F64)
+    loss = obj.generator_loss(m, real, z)[0]
+    (grad,) = torch.autograd.grad(loss, m.G.x)
+    return loss.item(), grad.flatten().tolist()
+
+
+N = len(FAKE)
+# objective -> (generator loss, [d loss / d G(z)_i]) from the formulas, by hand.
+GENERATOR_CLOSED_FORMS = {
+    # GAN-QP: E[T(x_r) - T(x_f)]; the quadratic term (and so lambda, d) is not part of it.
+    "gan-qp": (GANQP(lam=10.0), mean(T_REAL) - mean(T_FAKE), [-A / N] * N),
+    "gan-qp-lam-1": (GANQP(lam=1.0, distance="l2"), mean(T_REAL) - mean(T_FAKE), [-A / N] * N),
+    # -log sigmoid(T): gradient -A sigmoid(-T) / N, large where the critic says "fake".
+    "sgan-nonsaturating": (SGAN(), mean(math.log(1 + math.exp(-t)) for t in T_FAKE),
+                           [-A * sigmoid(-t) / N for t in T_FAKE]),
+    # log(1 - sigmoid(T)): gradient -A sigmoid(T) / N, vanishing where the critic says "fake".
+    "sgan-minimax": (SGAN(g_form="minimax"), mean(math.log(1 - sigmoid(t)) for t in T_FAKE),
+                     [-A * sigmoid(t) / N for t in T_FAKE]),
+    "lsgan": (LSGAN(), mean(0.5 * (t - 1) ** 2 for t in T_FAKE),
+              [A * (t - 1) / N for t in T_FAKE]),
+    "lsgan-c0": (LSGAN(a=-1.0, b=1.0, c=0.0), mean(0.5 * t ** 2 for t in T_FAKE),
+                 [A * t / N for t in T_FAKE]),
+    "hinge": (Hinge(), -mean(T_FAKE), [-A / N] * N),
+    "wgan": (WGAN(), -mean(T_FAKE), [-A / N] * N),
+}
+
+
+@pytest.mark.parametrize("name", list(GENERATOR_CLOSED_FORMS))
+def test_generator_loss_closed_form_and_gradient(name):
+    obj, value, grad = GENERATOR_CLOSED_FORMS[name]
+    got_value, got_grad = generator_loss_and_grad(obj)
+    assert got_value == pytest.approx(value, rel=1e-12, abs=1e-15)
+    assert got_grad == pytest.approx(grad, rel=1e-12, abs=1e-15)
+
+
+def test_sgan_generator_loss_numbers():
+    """The SGAN losses at T(x_f) = 1.75, 0.25, -0.5, -2.75, written out as numbers."""
+    assert generator_loss_and_grad(SGAN())[0] == pytest.approx(
+        (0.160224 + 0.575939 + 0.974077 + 2.811968) / 4, abs=1e-6)
+    assert generator_loss_and_grad(SGAN(g_form="minimax"))[0] == pytest.approx(
+        -(1.910224 + 0.825939 + 0.474077 + 0.061968) / 4, abs=1e-6)
+
+
+def test_gan_qp_pair_generator_loss_is_the_mean_antisymmetric_difference():
+    class Bilinear(nn.Module):
+        """T(a, b) = u a + v b: dT = T(r, f) - T(f, r) = (u - v)(r - f)."""
+
+        def both(self, a, b):
+            return 2.0 * a - 0.5 * b, 2.0 * b - 0.5 * a
+
+    m = Models(G=ArrayGenerator(), D=Bilinear())
+    real = torch.tensor(REAL, dtype=F64)[:, None]
+    loss = GANQP(critic="pair").generator_loss(m, real, torch.zeros(N, 1, dtype=F64))[0]
+    (grad,) = torch.autograd.grad(loss, m.G.x)
+    assert loss.item() == pytest.approx(mean(2.5 * (r - f) for r, f in zip(REAL, FAKE,
+                                                                              strict=True)))
+    assert grad.flatten().tolist() == pytest.approx([-2.5 / N] * N)
+
+
+def critic_loss_and_grads(obj, r: list[float], f: list[float]
+                          ) -> tuple[float, list[float], list[float]]:
+    rt = torch.tensor(r, dtype=F64, requires_grad=True)
+    ft = torch.tensor(f, dtype=F64, requires_grad=True)
+    loss = obj.d_loss(rt, ft)
+    gr, gf = torch.autograd.grad(loss, (rt, ft))
+    return loss.item(), gr.tolist(), gf.tolist()
+
+
+def test_hinge_critic_loss_on_both_sides_of_the_hinge():
+    r, f = [0.5, 2.0, -1.0], [-2.0, 0.5, -0.5]
+    # relu(1 - r) = 0.5, 0, 2 and relu(1 + f) = 0, 1.5, 0.5: (2.5 + 2) / 3.
+    value, gr, gf = critic_loss_and_grads(Hinge(), r, f)
+    assert value == pytest.approx(1.5, rel=1e-12)
+    assert gr == [-1 / 3, 0.0, -1 / 3] and gf == [0.0, 1 / 3, 1 / 3]
+
+
+@pytest.mark.parametrize("a,b,value", [
+    # 0.5 mean (r - 1)^2 = 0.5 (0.25 + 1 + 4) / 3, 0.5 mean f^2 = 0.5 (4 + 0.25 + 0.25) / 3
+    (0.0, 1.0, 0.875 + 0.75),
+    # targets b = 1, a = -1: 0.5 mean (f + 1)^2 = 0.5 (1 + 2.25 + 0.25) / 3
+    (-1.0, 1.0, 0.875 + 3.5 / 6),
+])
+def test_lsgan_critic_loss_closed_form(a, b, value):
+    r, f = [0.5, 2.0, -1.0], [-2.0, 0.5, -0.5]
+    got, gr, gf = critic_loss_and_grads(LSGAN(a=a, b=b), r, f)
+    assert got == pytest.approx(value, rel=1e-12)
+    assert gr == pytest.approx([(x - b) / 3 for x in r], rel=1e-12)
+    assert gf == pytest.approx([(x - a) / 3 for x in f], rel=1e-12)
