@@ -13,8 +13,12 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig
 
 from ganqp_cli import checks as c
+from ganqp_cli.augment import validate_aug
 from ganqp_cli.config import AMP_MODES, amp_mode, check_missing
 from ganqp_cli.data import validate_data
+from ganqp_cli.networks import validate_arch
+from ganqp_cli.objectives import validate_objective
+from ganqp_cli.regularizers import validate_reg
 
 OPTIMISER_EXAMPLE = "an optimiser node such as {_target_: torch.optim.Adam, lr: 2e-4}"
 
@@ -31,7 +35,11 @@ def validate_train(cfg: DictConfig, world: int = 1) -> None:
     c.device("device", cfg.device)
     _train_keys(cfg.train, world)
     _objective_keys(cfg.objective)
+    validate_objective(cfg.objective)
     _arch_keys(cfg.arch)
+    validate_arch(cfg.arch, cfg.res)
+    validate_aug(cfg.aug)
+    validate_reg(cfg.reg)
     validate_data(cfg.data)
     if cfg.train.fid_every:  # the fid.* keys matter only when training measures FID
         from ganqp_cli.metrics.validate import validate_fid_train

@@ -5,10 +5,12 @@ batch; the time of iterations after a warm-up window comes from metrics.jsonl's 
 Objectives run round-robin `--repeats` times and the median is kept, so a change in machine
 load shifts all of them alike. Two columns: each objective with its own YAML's critic steps
 (what a user gets), and all with gan-qp's 2 critic steps (the cost of the loss itself, e.g.
-WGAN-GP's gradient penalty).
+WGAN-GP's gradient penalty). A third table: each augmentation and regulariser added to
+gan-qp (`--variants`), relative to plain gan-qp in the same rounds.
 
     python scripts/bench_objectives.py                       # CPU: res 32, width 0.25, batch 64
     python scripts/bench_objectives.py --device cuda --res 128 --width 1 --timed 100
+    python scripts/bench_objectives.py --objectives gan-qp   # only gan-qp and the variants
 """
 
 from __future__ import annotations
@@ -23,9 +25,13 @@ from pathlib import Path
 
 from ganqp_cli.cli import main as ganqp
 
-OBJECTIVES = ["gan-qp", "gan-qp-l2", "wgan", "wgan-gp", "wgan-sn", "sgan-sn", "lsgan-sn",
-              "hinge-sn", "fgan-kl", "fgan-reverse-kl", "fgan-pearson", "fgan-hellinger",
-              "fgan-js", "fgan-gan"]
+OBJECTIVES = ["gan-qp", "gan-qp-l2", "wgan", "wgan-gp", "wgan-div", "wgan-sn", "sgan-sn",
+              "lsgan-sn", "hinge-sn", "fgan-kl", "fgan-reverse-kl", "fgan-pearson",
+              "fgan-hellinger", "fgan-js", "fgan-gan"]
+# gan-qp with one augmentation or regulariser (weights are irrelevant to the cost).
+VARIANTS = {"aug=diffaugment": ["aug=diffaugment"], "aug=ada": ["aug=ada"],
+            "reg.r1": ["reg.r1=1"], "reg.r1 every=16": ["reg.r1=1", "reg.every=16"],
+            "reg.r2": ["reg.r2=1"], "reg.lecam": ["reg.lecam=0.1"]}
 
 
 def seconds_per_iter(objective: str, args: argparse.Namespace, extra: list[str],
@@ -59,17 +65,22 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=5, help="iterations before timing")
     p.add_argument("--timed", type=int, default=20, help="timed iterations")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--variants", nargs="*", default=list(VARIANTS),
+                   help="gan-qp variants to time (none: skip the table)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1: steadier timings on a shared machine; 0: torch's)")
     args = p.parse_args()
     names = ["gan-qp", *[o for o in args.objectives if o != "gan-qp"]]
     own: dict[str, list[float]] = {n: [] for n in names}
     same: dict[str, list[float]] = {n: [] for n in names}
+    variant: dict[str, list[float]] = {v: [] for v in args.variants}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeats):
             for n in names:
                 own[n].append(seconds_per_iter(n, args, [], Path(tmp)))
                 same[n].append(seconds_per_iter(n, args, ["objective.d_steps=2"], Path(tmp)))
+            for v in args.variants:
+                variant[v].append(seconds_per_iter("gan-qp", args, VARIANTS[v], Path(tmp)))
     med = {n: statistics.median(v) for n, v in own.items()}
     med2 = {n: statistics.median(v) for n, v in same.items()}
     print(f"arch={args.arch} res={args.res} width={args.width} batch={args.batch} "
@@ -80,6 +91,11 @@ def main() -> None:
     for n in names:
         print(f"{n:<16} {d_steps(n):>11} {med[n]:>9.4f} {med[n] / med['gan-qp']:>8.2f}x "
               f"{med2[n]:>17.4f} {med2[n] / med2['gan-qp']:>8.2f}x")
+    if args.variants:
+        print(f"\n{'gan-qp with':<16} {'s/iter':>9} {'x gan-qp':>9}")
+        for v, times in variant.items():
+            t = statistics.median(times)
+            print(f"{v:<16} {t:>9.4f} {t / med['gan-qp']:>8.2f}x")
 
 
 def d_steps(objective: str) -> int:

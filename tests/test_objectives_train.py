@@ -11,9 +11,10 @@ import torch
 from hydra import compose, initialize_config_module
 
 from ganqp_cli.config import make
-from ganqp_cli.objectives import FGAN, GANQP, LSGAN, SGAN, WGAN, WGANGP, Hinge
+from ganqp_cli.objectives import FGAN, GANQP, LSGAN, SGAN, WGAN, WGANGP, Hinge, WGANDiv
 from tests.conftest import TINY, read_metrics
 from tests.test_ring8 import SETTINGS as RING8
+from tests.test_ring8_more import SETTINGS as RING8_MORE
 
 ADAM_SN = ("torch.optim.Adam", 2e-4, [0.5, 0.999])  # SN-GAN's standard CNN, setting C
 FGAN_ROW = (FGAN, 1, "torch.optim.Adam", 2e-4, [0.5, 0.999], False, "bn")
@@ -25,6 +26,7 @@ OBJECTIVES = {
     "gan-qp-l2": (GANQP, 2, "torch.optim.Adam", 2e-4, [0.5, 0.999], False, "bn"),
     "wgan": (WGAN, 5, "torch.optim.RMSprop", 5e-5, None, False, "bn"),
     "wgan-gp": (WGANGP, 5, "torch.optim.Adam", 1e-4, [0.0, 0.9], False, "none"),
+    "wgan-div": (WGANDiv, 5, "torch.optim.Adam", 2e-4, [0.5, 0.999], False, "none"),
     "wgan-sn": (WGAN, 1, *ADAM_SN, True, "none"),
     "sgan-sn": (SGAN, 1, *ADAM_SN, True, "none"),
     "lsgan-sn": (LSGAN, 1, *ADAM_SN, True, "none"),
@@ -45,7 +47,7 @@ ENCODER_MODELS = {"bigan-qp", "o-gan"}
 def test_every_objective_option_has_its_test_rows():
     folder = importlib.resources.files("ganqp_cli.conf") / "objective"
     options = {p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")}
-    assert options - ENCODER_MODELS == set(OBJECTIVES) == set(RING8)
+    assert options - ENCODER_MODELS == set(OBJECTIVES) == set(RING8) | set(RING8_MORE)
 
 
 def composed(*overrides: str):

@@ -6,6 +6,8 @@ import torch
 from torch import nn
 
 from ganqp_cli.errors import UserError
+from ganqp_cli.keyspec import text
+from ganqp_cli.objectives.losses import full
 
 Stats = dict[str, torch.Tensor]
 
@@ -38,6 +40,11 @@ class Objective:
     """
 
     has_encoder = False
+    KEYS = {"name": text}  # a check per constructor argument (ganqp_cli.keyspec)
+    # The critic score that separates "real" from "fake" when the losses fix one (0 for
+    # logits); None when they depend on score differences only (WGAN, GAN-QP), where the
+    # fakes' mean score is the reference (ADA's overfitting heuristic uses it).
+    score_threshold: float | None = None
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -63,6 +70,21 @@ class Objective:
 
     def after_critic_step(self, m: Models) -> None:
         """Called after each critic optimiser step (e.g. WGAN's weight clipping)."""
+
+    # -- the critic's score, for regularisers and augmentation control --------------------
+    scores_need_other = False  # True when a score needs a batch of the other side
+
+    def fake_batch(self, m: Models, z: torch.Tensor) -> torch.Tensor:
+        """The fake samples the critic judges for codes z."""
+        return m.G(z)
+
+    def critic_score(self, m: Models, x: torch.Tensor, z: torch.Tensor | None = None,
+                     other: torch.Tensor | None = None) -> torch.Tensor:
+        """The critic's scalar score per sample of the batch `x`, higher meaning "real", as
+        the losses see it. For a fake batch, `z` holds its codes (a joint critic scores
+        (x, z)); `other` is a batch of the other side, which pair critics score against
+        (needed when `scores_need_other`). Differentiable in `x` and the critic."""
+        return full(m.D(x)).flatten()
 
     # -- encoders -------------------------------------------------------------------------
     def encode(self, m: Models, x: torch.Tensor) -> torch.Tensor:

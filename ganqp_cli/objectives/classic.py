@@ -1,5 +1,5 @@
-"""The objectives GAN-QP is compared with: WGAN (weight clipping), WGAN-GP, and the losses
-used with a spectrally normalised critic (WGAN-SN, SGAN-SN, LSGAN-SN, hinge-SN).
+"""The objectives GAN-QP is compared with: WGAN (weight clipping), WGAN-GP, WGAN-div, and the
+losses used with a spectrally normalised critic (WGAN-SN, SGAN-SN, LSGAN-SN, hinge-SN).
 
 Spectral normalisation is a property of the critic network, not of the loss, so the `-sn`
 variants are these classes with `arch.sn: true` in their YAML.
@@ -11,6 +11,7 @@ import torch
 
 from ganqp_cli.distributed import global_rand
 from ganqp_cli.errors import UserError
+from ganqp_cli.keyspec import NON_NEGATIVE, POSITIVE, REAL, number, one_of
 from ganqp_cli.objectives import losses
 from ganqp_cli.objectives.base import Models, Objective, Stats
 from ganqp_cli.objectives.gradients import input_gradient
@@ -52,6 +53,8 @@ class WGAN(OutputLoss):
     [-clip, clip] after each critic step; `clip: null` leaves the Lipschitz constraint to the
     network (WGAN-SN: spectral norm in every critic layer)."""
 
+    KEYS = {"clip": number(0, low_open=True, allow_none=True)}
+
     def __init__(self, name: str = "wgan", clip: float | None = 0.01) -> None:
         super().__init__(name)
         if clip is not None and not clip > 0:
@@ -74,11 +77,27 @@ class WGAN(OutputLoss):
                 p.clamp_(-self.clip, self.clip)
 
 
+def mix_grad_norms(D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor
+                   ) -> torch.Tensor:
+    """||grad_x T(x_hat)|| per sample on x_hat = x_f + eps (x_r - x_f), eps ~ U(0, 1) per
+    sample, differentiable in the critic's parameters."""
+    real, fake = real.detach(), fake.detach()
+    # eps for the global batch, this rank's rows: the same run on any number of processes
+    eps = global_rand(real.shape[0], *[1] * (real.ndim - 1), device=real.device,
+                      dtype=real.dtype)
+    x_hat = (fake + eps * (real - fake)).requires_grad_(True)
+    (grad,) = input_gradient(D(x_hat), x_hat)  # loss-scaled under fp16
+    return grad.flatten(1).norm(dim=1)
+
+
 class WGANGP(WGAN):
     """WGAN with a gradient penalty (Gulrajani et al. 2017): the critic minimises
     E[T(x_f)] - E[T(x_r)] + gp * E[(||grad T(x_hat)|| - center)^2] on random interpolates
     x_hat = x_f + eps (x_r - x_f), eps ~ U(0, 1) per sample. The penalty is per sample, so the
     critic must not use BatchNorm (the YAML sets arch.d_norm: none)."""
+
+    KEYS = {"gp": NON_NEGATIVE, "center": NON_NEGATIVE}
+    penalty_key = "gp"
 
     def __init__(self, name: str = "wgan-gp", gp: float = 10.0, center: float = 1.0) -> None:
         super().__init__(name, clip=None)
@@ -86,17 +105,14 @@ class WGANGP(WGAN):
             raise UserError(f"objective.gp={gp!r}: the penalty weight must be >= 0.")
         self.gp, self.center = gp, center
 
+    def penalty_of(self, norm: torch.Tensor) -> torch.Tensor:
+        return self.gp * (norm - self.center).square().mean()
+
     def penalty(self, D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(gp * mean (||grad|| - center)^2, mean ||grad||) on interpolates of real and fake."""
-        real, fake = real.detach(), fake.detach()
-        # eps for the global batch, this rank's rows: the same run on any number of processes
-        eps = global_rand(real.shape[0], *[1] * (real.ndim - 1), device=real.device,
-                          dtype=real.dtype)
-        x_hat = (fake + eps * (real - fake)).requires_grad_(True)
-        (grad,) = input_gradient(D(x_hat), x_hat)  # loss-scaled under fp16
-        norm = grad.flatten(1).norm(dim=1)
-        return self.gp * (norm - self.center).square().mean(), norm.mean().detach()
+        """(the penalty, mean ||grad||) on interpolates of real and fake."""
+        norm = mix_grad_norms(D, real, fake)
+        return self.penalty_of(norm), norm.mean().detach()
 
     def critic_loss(self, m: Models, real: torch.Tensor, z: torch.Tensor
                     ) -> tuple[torch.Tensor, Stats]:
@@ -105,13 +121,33 @@ class WGANGP(WGAN):
         pen, grad_norm = self.penalty(m.D, real, fake)
         loss = self.d_loss(r, f) + pen
         return loss, {"d_real": r.mean().detach(), "d_fake": f.mean().detach(),
-                      "gp": pen.detach(), "grad_norm": grad_norm}
+                      self.penalty_key: pen.detach(), "grad_norm": grad_norm}
+
+
+class WGANDiv(WGANGP):
+    """WGAN-div (Wu et al. 2018), the Wasserstein divergence W_{k,p}: the critic minimises
+    E[T(x_f)] - E[T(x_r)] + k * E[||grad T(x_hat)||^p] on random mixes x_hat of real and fake
+    samples (as WGAN-GP's interpolates), without a Lipschitz constraint: the penalty pulls
+    gradients towards 0, not 1. The generator maximises E[T(x_f)]."""
+
+    KEYS = {"k": POSITIVE, "p": number(1, low_open=True)}
+    penalty_key = "div"
+
+    def __init__(self, name: str = "wgan-div", k: float = 2.0, p: float = 6.0) -> None:
+        super().__init__(name, gp=0.0)
+        self.k, self.p = k, p
+
+    def penalty_of(self, norm: torch.Tensor) -> torch.Tensor:
+        return self.k * norm.pow(self.p).mean()
 
 
 class SGAN(OutputLoss):
     """The standard GAN (Goodfellow et al. 2014) on logits: the critic minimises binary
     cross-entropy; the generator minimises -log sigmoid(T(x_f)) (`g_form: nonsaturating`) or
     log(1 - sigmoid(T(x_f))) (`g_form: minimax`, which saturates)."""
+
+    KEYS = {"g_form": one_of("nonsaturating", "minimax")}
+    score_threshold = 0.0  # logits
 
     def __init__(self, name: str = "sgan", g_form: str = "nonsaturating") -> None:
         super().__init__(name)
@@ -133,10 +169,13 @@ class LSGAN(OutputLoss):
     0.5 E[(T(x_f) - a)^2], the generator 0.5 E[(T(x_f) - c)^2]. a=0, b=1, c=1 by default;
     a=-1, b=1, c=0 is the paper's other choice (b - c = 1, b - a = 2: Pearson chi^2)."""
 
+    KEYS = {"a": REAL, "b": REAL, "c": REAL}
+
     def __init__(self, name: str = "lsgan", a: float = 0.0, b: float = 1.0, c: float = 1.0
                  ) -> None:
         super().__init__(name)
         self.a, self.b, self.c = a, b, c
+        self.score_threshold = (a + b) / 2  # halfway between the fake and real targets
 
     def d_loss(self, r: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         return losses.critic_lsgan(r, f, self.a, self.b)
@@ -148,6 +187,8 @@ class LSGAN(OutputLoss):
 class Hinge(OutputLoss):
     """Hinge loss (Lim & Ye 2017; Miyato et al. 2018): the critic minimises
     E[relu(1 - T(x_r))] + E[relu(1 + T(x_f))], the generator -E[T(x_f)]."""
+
+    score_threshold = 0.0
 
     def __init__(self, name: str = "hinge") -> None:
         super().__init__(name)

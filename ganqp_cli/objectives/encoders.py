@@ -15,11 +15,13 @@ import torch
 from torch import nn
 
 from ganqp_cli.errors import UserError
+from ganqp_cli.keyspec import POSITIVE, number, one_of, whole
 from ganqp_cli.networks import JointCritic, spectral_normalise
 from ganqp_cli.objectives.base import Models, Objective, Stats
 from ganqp_cli.objectives.losses import (
     critic_hinge,
     critic_sgan,
+    full,
     gen_hinge,
     gen_sgan_nonsaturating,
 )
@@ -52,6 +54,9 @@ class BiGANQP(Objective):
 
     has_encoder = True
     default_temperature = 1.0
+    KEYS = {"lam": POSITIVE, "distance": one_of("l1", "l2"),
+            "beta1": number(0, allow_none=True), "beta2": number(0, allow_none=True),
+            "hidden": whole(1), "res": whole(0)}
 
     def __init__(self, name: str = "bigan-qp", lam: float = 10.0, distance: str = "l1",
                  beta1: float | None = None, beta2: float | None = None,
@@ -88,6 +93,13 @@ class BiGANQP(Objective):
         fake, z_real = m.G(z), m.E(real)
         dT = (m.D(real, z_real).float() - m.D(fake, z).float()).flatten()  # fp32 first
         return dT, fake, z_real
+
+    def critic_score(self, m: Models, x: torch.Tensor, z: torch.Tensor | None = None,
+                     other: torch.Tensor | None = None) -> torch.Tensor:
+        """T(x, z) for fakes with codes z; T(x, E(x)) for reals, the code detached so that a
+        gradient in x is the critic's alone."""
+        code = m.E(x).detach() if z is None else z
+        return full(m.D(x, code)).flatten()
 
     def critic_loss(self, m: Models, real: torch.Tensor, z: torch.Tensor
                     ) -> tuple[torch.Tensor, Stats]:
@@ -149,6 +161,8 @@ class OGAN(Objective):
 
     has_encoder = True
     default_temperature = 0.9
+    KEYS = {"base": one_of(*BASES), "lam": number(0, allow_none=True), "qp_weight": POSITIVE,
+            "res": whole(0)}
 
     def __init__(self, name: str = "o-gan", base: str = "gan-qp", lam: float | None = None,
                  qp_weight: float = 0.25, res: int = 0) -> None:
@@ -160,6 +174,7 @@ class OGAN(Objective):
                             "the reference value by resolution.")
         self.base, self.lam_cfg, self.qp_weight = base, lam, qp_weight
         self.lam = self.lam_for(res)
+        self.score_threshold = None if base == "gan-qp" else 0.0  # sgan/hinge: logits
 
     def lam_for(self, res: int) -> float:
         if self.lam_cfg is not None:
@@ -170,6 +185,10 @@ class OGAN(Objective):
         G = arch.generator(shape)
         E = arch.encoder(shape, G.z_dim)
         return Models(G=G, D=E, E=E)
+
+    def critic_score(self, m: Models, x: torch.Tensor, z: torch.Tensor | None = None,
+                     other: torch.Tensor | None = None) -> torch.Tensor:
+        return full(m.D(x)).mean(1)  # T(x) = avg E(x)
 
     def critic_loss(self, m: Models, real: torch.Tensor, z: torch.Tensor
                     ) -> tuple[torch.Tensor, Stats]:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ganqp_cli.errors import UserError
+from ganqp_cli.keyspec import one_of
 from ganqp_cli.objectives.classic import OutputLoss
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
@@ -28,12 +29,14 @@ class Divergence:
 
     `conj_act(v)` is f*(g_f(v)) simplified by hand so that it stays finite for any v (the
     composition of the two table entries overflows or takes log of 0 for large |v|);
-    `conjugate` is f* itself, for checking the simplification."""
+    `conjugate` is f* itself, for checking the simplification. `boundary` is the raw output
+    v with g_f(v) = f'(1), the optimal critic's value where p = q (real and fake alike)."""
 
     f: Fn
     activation: Fn
     conjugate: Fn
     conj_act: Fn
+    boundary: float = 0.0
 
 
 DIVERGENCES: dict[str, Divergence] = {
@@ -41,7 +44,8 @@ DIVERGENCES: dict[str, Divergence] = {
         f=lambda u: u * torch.log(u),
         activation=lambda v: v,
         conjugate=lambda t: torch.exp(t - 1),
-        conj_act=lambda v: torch.exp(v - 1)),
+        conj_act=lambda v: torch.exp(v - 1),
+        boundary=1.0),                                  # f'(1) = 1, g_f = identity
     "reverse-kl": Divergence(
         f=lambda u: -torch.log(u),
         activation=lambda v: -torch.exp(-v),
@@ -77,6 +81,8 @@ class FGAN(OutputLoss):
     choice), maximises E_Q[g_f(V(G(z)))]; with `g_form: minimax` it minimises F, i.e.
     -E_Q[f*(g_f(V(G(z))))]."""
 
+    KEYS = {"divergence": one_of(*DIVERGENCES), "g_form": one_of("trick", "minimax")}
+
     def __init__(self, name: str = "fgan", divergence: str = "gan", g_form: str = "trick"
                  ) -> None:
         super().__init__(name)
@@ -87,6 +93,7 @@ class FGAN(OutputLoss):
             raise UserError(f"objective.g_form={g_form!r}; valid: trick, minimax.")
         self.divergence, self.g_form = divergence, g_form
         self.div = DIVERGENCES[divergence]
+        self.score_threshold = self.div.boundary
 
     def d_loss(self, r: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         return self.div.conj_act(f).mean() - self.div.activation(r).mean()

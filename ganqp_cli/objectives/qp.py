@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ganqp_cli.errors import UserError
+from ganqp_cli.keyspec import POSITIVE, one_of, whole
 from ganqp_cli.networks import PairCritic, spectral_normalise
 from ganqp_cli.objectives.base import Models, Objective, Stats, per_sample_mean
 from ganqp_cli.objectives.losses import full
@@ -34,6 +35,9 @@ class GANQP(Objective):
     Real and fake are paired by index. The distance is never part of the generator loss.
     """
 
+    KEYS = {"lam": POSITIVE, "distance": one_of("l1", "l2"), "critic": one_of("unary", "pair"),
+            "pair_hidden": whole(1)}
+
     def __init__(self, name: str = "gan-qp", lam: float = 10.0, distance: str = "l1",
                  critic: str = "unary", pair_hidden: int = 512) -> None:
         super().__init__(name)
@@ -42,6 +46,9 @@ class GANQP(Objective):
         if critic not in ("unary", "pair"):
             raise UserError(f"objective.critic={critic!r}; valid: unary, pair.")
         self.lam, self.distance, self.critic, self.pair_hidden = lam, distance, critic, pair_hidden
+        # A pair critic's score dT(x, other) is antisymmetric: 0 is its decision boundary.
+        self.scores_need_other = critic == "pair"
+        self.score_threshold = 0.0 if critic == "pair" else None
 
     def build(self, arch, shape: tuple[int, ...]) -> Models:
         if self.critic == "unary":
@@ -57,6 +64,15 @@ class GANQP(Objective):
         # Each output in float32 before subtracting: under autocast dT is a small difference
         # of two half-precision numbers, and the quadratic term squares its rounding error.
         return (full(m.D(real)) - full(m.D(fake))).flatten()
+
+    def critic_score(self, m: Models, x: torch.Tensor, z: torch.Tensor | None = None,
+                     other: torch.Tensor | None = None) -> torch.Tensor:
+        """Unary: T(x). Pair: dT(x, other) = T(x, other) - T(other, x), `other` detached."""
+        if self.critic == "pair":
+            if other is None:
+                raise ValueError("a pair critic scores a batch against a batch of the other side")
+            return self.delta(m, x, other.detach())
+        return super().critic_score(m, x)
 
     def critic_loss(self, m: Models, real: torch.Tensor, z: torch.Tensor
                     ) -> tuple[torch.Tensor, Stats]:

@@ -27,6 +27,7 @@ from ganqp_cli.objectives.base import Stats
 from ganqp_cli.training.setup import Setup
 
 LossFn = Callable[[Models, torch.Tensor, torch.Tensor], tuple[torch.Tensor, Stats]]
+PenaltyFn = Callable[[Models, torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, Stats]]
 
 
 @dataclass
@@ -42,14 +43,28 @@ class Phase:
     loss_key: str                       # its loss's name in metrics.jsonl
     prefix: str                         # ... and its statistics' prefix
     after_step: Callable[[Models], None]
+    # Regularisers added to the loss (reg.*: R1, R2, LeCam), given the phase's step number;
+    # logged apart, so the loss keeps its meaning.
+    penalty: PenaltyFn | None = None
+    # Once after the phase's steps, with the last step's real batch and z (ADA's p).
+    after_phase: Callable[[torch.Tensor, torch.Tensor], None] | None = None
 
 
 def phases(s: Setup) -> list[Phase]:
     """The critic phase, then the generator phase (which the objective's losses define)."""
-    obj = s.objective
+    obj, d_steps = s.objective, int(s.cfg.objective.d_steps)
+
+    def penalty(m: Models, real: torch.Tensor, z: torch.Tensor, step: int
+                ) -> tuple[torch.Tensor, Stats]:
+        return s.reg.critic_penalty(obj, m, real, z, step)
+
+    def adapt(real: torch.Tensor, z: torch.Tensor) -> None:
+        s.aug.update(obj, s.models, real, z, seen=int(s.cfg.train.batch_size) * d_steps)
+
     return [
         Phase("critic", obj.critic_loss, s.d_mods, s.g_mods, s.d_params, s.opt_d, s.scaler_d,
-              int(s.cfg.objective.d_steps), "d_loss", "", obj.after_critic_step),
+              d_steps, "d_loss", "", obj.after_critic_step,
+              penalty if s.reg.active else None, adapt),
         Phase("generator", obj.generator_loss, s.g_mods, s.d_mods, s.g_params, s.opt_g,
               s.scaler_g, 1, "g_loss", "g_", lambda m: None),
     ]
@@ -104,19 +119,25 @@ def _buffers(models: Models) -> list[torch.Tensor]:
     return list(models.buffers())
 
 
-def update(s: Setup, phase: Phase, real: torch.Tensor, z: torch.Tensor
+def update(s: Setup, phase: Phase, real: torch.Tensor, z: torch.Tensor, step: int = 0
            ) -> tuple[torch.Tensor, Stats, bool]:
-    """One optimiser step of `phase`; returns (loss, statistics, whether it was applied)."""
+    """One optimiser step of `phase` (its `step`-th of the run); returns (loss, statistics,
+    whether it was applied)."""
     buffers = _buffers(s.models)
     saved = [b.clone() for b in buffers]
     with s.autocast(), gradients.scaling(phase.scaler):  # input_gradient reads the scaler
         loss, stats = phase.loss(s.models, real, z)
+        total = loss
+        if phase.penalty is not None:
+            extra, reg_stats = phase.penalty(s.models, real, z, step)
+            total, stats = loss + extra, {**stats, **reg_stats}
     phase.opt.zero_grad(set_to_none=True)
-    phase.scaler.scale(loss).backward()
+    phase.scaler.scale(total).backward()
     # Under torchrun the flat all-reduced gradients carry the loss's finiteness too, so every
     # rank reaches the same decision; scaling by the AMP scale keeps finiteness as it is.
-    flat = dist_.all_reduce_grads(phase.params, flag=loss.detach())
-    ok = bool(torch.isfinite(flat).all() if flat is not None else _all_finite(phase.params, loss))
+    flat = dist_.all_reduce_grads(phase.params, flag=total.detach())
+    ok = bool(torch.isfinite(flat).all() if flat is not None
+              else _all_finite(phase.params, total))
     if phase.scaler.is_enabled():
         phase.scaler.unscale_(phase.opt)
     if ok:
@@ -143,13 +164,16 @@ def iteration(s: Setup, plan: list[Phase], batches: Iterator[torch.Tensor],
     for phase in plan:
         set_trainable(phase.frozen, False)
         set_trainable(phase.trains, True)
-        for _ in range(phase.repeat):
-            loss, stats, ok = update(s, phase, next(batches), draw_z())
+        for n in range(phase.repeat):
+            real, z = next(batches), draw_z()
+            loss, stats, ok = update(s, phase, real, z, it * phase.repeat + n)
             guard.record(ok, phase.name, it)
             if ok:
                 logged.append(({phase.loss_key: loss,
                                 **{phase.prefix + k: v for k, v in stats.items()}},
                                1.0 / phase.repeat))
+        if phase.after_phase is not None:
+            phase.after_phase(real, z)
     if s.keeps_ema:
         update_ema(s.ema, s.models.G, ema_decay(float(s.cfg.train.ema), it))
     return logged

@@ -13,12 +13,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from ganqp_cli import augment, syncbn
 from ganqp_cli import checkpoint as ckpt
 from ganqp_cli import distributed as dist_
-from ganqp_cli import syncbn
 from ganqp_cli.config import amp_mode, make, make_optimizer
 from ganqp_cli.generate import choose
 from ganqp_cli.objectives import Models, Objective
+from ganqp_cli.regularizers import build_regularizers
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -76,6 +77,12 @@ class Setup:
         self.scaler_d = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
         self.scaler_g = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
         self.local_batch = int(cfg.train.batch_size) // dist.world
+        # Augmentation hooks the critic's image inputs (the objectives never see it); its
+        # random draws are for the global batch, this rank's rows (ranks agree, any world).
+        augment.set_uniform(lambda n, k, dev: dist_.global_rand(n, k, device=dev))
+        self.aug = augment.build_augment(cfg.aug)
+        self.aug.attach(self.models, self.objective, tuple(self.data.shape))
+        self.reg = build_regularizers(cfg.reg)
 
     @property
     def keeps_ema(self) -> bool:
@@ -110,6 +117,7 @@ class Setup:
             "opt_d": self.opt_d.state_dict(), "opt_g": self.opt_g.state_dict(),
             "scaler_d": self.scaler_d.state_dict(), "scaler_g": self.scaler_g.state_dict(),
             "rng": rngs, "data": {"consumed": consumed}, "extra": extra,
+            "aug": self.aug.state_dict(), "reg": self.reg.state_dict(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -117,6 +125,8 @@ class Setup:
         self.ema.load_state_dict(state["ema"])
         load_optimizer(self.opt_d, state["opt_d"])
         load_optimizer(self.opt_g, state["opt_g"])
+        self.aug.load_state_dict(state.get("aug", {}))  # older checkpoints have neither
+        self.reg.load_state_dict(state.get("reg", {}))
         self.scaler_d.load_state_dict(state["scaler_d"])
         self.scaler_g.load_state_dict(state["scaler_g"])
         # Every rank draws alike (z and noise for the global batch, sliced per rank), so

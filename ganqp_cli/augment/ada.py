@@ -1,0 +1,76 @@
+"""ADA (Karras et al. 2020): the DiffAugment operations, each applied to each critic input
+with a probability p that follows the critic's overfitting.
+
+Every `interval` iterations the heuristic r_t = E[sign(T(x_r) - c)] is measured on the last
+critic step's real batch (augmented, as the critic trains on it), and p moves by
+sign(r_t - target) * (real images the critic saw) / (kimg * 1000), clamped to [0, 1]: p can
+go from 0 to 1 in `kimg` thousand images. `c` is the objective's decision threshold (0 for
+logits); objectives whose losses see only score differences (WGAN, GAN-QP) have none, and
+the mean score of a fake batch takes its place, so r_t is the share of reals the critic
+ranks above the fakes' average, less the share below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ganqp_cli import distributed as D
+from ganqp_cli.augment.pipeline import DiffAugment
+from ganqp_cli.keyspec import POSITIVE, number, whole
+
+
+@torch.no_grad()
+def overfitting(objective: Any, models: nn.Module, real: torch.Tensor, z: torch.Tensor
+                ) -> torch.Tensor:
+    """r_t on one batch: the mean sign of the reals' scores against the threshold."""
+    threshold = objective.score_threshold
+    fake = None
+    if threshold is None or objective.scores_need_other:
+        fake = objective.fake_batch(models, z)
+    score = objective.critic_score(models, real, other=fake)
+    if threshold is None:
+        threshold = objective.critic_score(models, fake, z=z, other=real).mean()
+    return torch.sign(score - threshold).mean()
+
+
+class ADA(DiffAugment):
+    """Adaptive augmentation; `p` is logged as `aug_p` and checkpointed."""
+
+    KEYS = {"target": number(0, 1, low_open=True, high_open=True), "p_init": number(0, 1),
+            "interval": whole(1), "kimg": POSITIVE}
+
+    def __init__(self, name: str = "ada", policy: Any = ("color", "translation", "cutout"),
+                 translation: float = 0.125, cutout: float = 0.5, target: float = 0.6,
+                 p_init: float = 0.0, interval: int = 4, kimg: float = 500.0) -> None:
+        super().__init__(name, policy, translation, cutout)
+        self.target, self.interval, self.kimg = target, interval, kimg
+        self.p, self.rt = float(p_init), 0.0
+        self.calls, self.seen = 0, 0
+
+    def probability(self) -> float:
+        return self.p
+
+    def update(self, objective: Any, models: nn.Module, real: torch.Tensor, z: torch.Tensor,
+               seen: int) -> None:
+        self.calls += 1
+        self.seen += seen
+        if self.calls % self.interval:
+            return
+        rt = overfitting(objective, models, real, z)
+        self.rt = D.all_reduce_mean({"rt": rt})["rt"]  # the same p on every rank
+        step = ((self.rt > self.target) - (self.rt < self.target)) * self.seen
+        self.p = min(max(self.p + step / (self.kimg * 1000), 0.0), 1.0)
+        self.seen = 0
+
+    def stats(self) -> dict[str, float]:
+        return {"aug_p": self.p, "aug_rt": self.rt}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"p": self.p, "rt": self.rt, "calls": self.calls, "seen": self.seen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.p, self.rt = float(state["p"]), float(state["rt"])
+        self.calls, self.seen = int(state["calls"]), int(state["seen"])
