@@ -9,12 +9,15 @@ from __future__ import annotations
 import importlib
 import importlib.resources
 import shutil
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ganqp_cli.errors import EXIT_FAILED, EXIT_USAGE, RunFailed, UserError, report_and_exit
 
@@ -101,6 +104,18 @@ def remove_refused_run_dir() -> None:
             parent.rmdir()
 
 
+def check_resolves(cfg: DictConfig) -> None:
+    """Every interpolation of the config resolves (`${oc.env:NAME}` of an unset variable,
+    `${a.b}` naming no key): else the key is named here rather than in a traceback from
+    whichever code first reads it."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "a config value"
+        raise UserError(f"{key} cannot be resolved: {getattr(err, 'msg', None) or err}. "
+                        "Give it a plain value on the command line (key=value).") from None
+
+
 def run_hydra(command: str, task: Callable[[DictConfig], object]) -> None:
     """Run `task` as the Hydra app of `command`; bad input exits with status 2."""
     started = False
@@ -110,6 +125,7 @@ def run_hydra(command: str, task: Callable[[DictConfig], object]) -> None:
         nonlocal started
         started = True
         try:
+            check_resolves(cfg)
             return task(cfg)
         except UserError as err:
             remove_refused_run_dir()
@@ -127,8 +143,37 @@ def run_hydra(command: str, task: Callable[[DictConfig], object]) -> None:
         raise
 
 
+# Hydra flags that print and exit without running the command.
+PRINT_ONLY = ("-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "-sc",
+              "--shell-completion")
+
+
+def quiet_on_closed_pipe(argv: list[str]) -> None:
+    """`ganqp --help | head -1`: a reader that stops early ends the command silently, as
+    for any Unix tool (Python would raise BrokenPipeError from wherever the next print is,
+    Hydra's own printing included). Training keeps Python's behaviour: a run holds state
+    worth more than its output, so a closed pipe is an error there (status.json `failed`,
+    the last checkpoint kept), not a silent death."""
+    if not hasattr(signal, "SIGPIPE") or threading.current_thread() is not threading.main_thread():
+        return
+    training = bool(argv) and argv[0] == "train" and not any(
+        a.split("=", 1)[0] in PRINT_ONLY for a in argv[1:])
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN if training else signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_on_closed_pipe(argv)
+    try:
+        dispatch(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C in a command without a stop handler, or the second one of a training run
+        # (the first finishes the iteration and checkpoints): a line, not a traceback.
+        print("ganqp: aborted (Ctrl-C)", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
+
+
+def dispatch(argv: list[str]) -> None:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return
