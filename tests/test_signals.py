@@ -33,14 +33,17 @@ ARGS = ["res=16", "arch.width=0.125", "train.batch_size=16", f"train.iters={ITER
 TIMING = ("it_per_s", "img_per_s", "elapsed_s")  # wall-clock columns differ between runs
 
 
-def launch(run: Path, *opts: str, torchrun: bool = False) -> tuple[subprocess.Popen, Path]:
-    """Start `ganqp train ARGS` on `run` in its own session; (process, its output file)."""
+def launch(run: Path, *opts: str, overrides: tuple[str, ...] = (), torchrun: bool = False
+           ) -> tuple[subprocess.Popen, Path]:
+    """Start `ganqp train ARGS overrides` on `run` through tests/signal_run.py `opts`, in
+    its own session; (process, its output file)."""
     out = run.parent / f"{run.name}.out"
-    script = [str(ROOT / "tests" / "signal_run.py"), *opts, "train", *ARGS,
+    script = [str(ROOT / "tests" / "signal_run.py"), *opts, "train", *ARGS, *overrides,
               f"hydra.run.dir={run}"]
+    if torchrun:
+        script.append("train.batch_size=8")
     cmd = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-            "--standalone", *script, "train.batch_size=8"] if torchrun
-           else [sys.executable, *script])
+            "--standalone", *script] if torchrun else [sys.executable, *script])
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     with out.open("w") as f:

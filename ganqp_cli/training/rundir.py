@@ -24,6 +24,9 @@ from ganqp_cli import checks
 from ganqp_cli.errors import UserError, report_and_exit
 
 LOCK_NAME = "run.lock"
+# Run directories this process's command created (they did not exist when it started): one
+# refused for bad input before it wrote a checkpoint is removed again (cli.py).
+CREATED: set[Path] = set()
 
 
 class RunLock:
@@ -154,18 +157,20 @@ class RunDirCheck(Callback):
     by now) rank 0 checks and tells the others, so every rank exits 2 and one says why."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config, "hydra.run.dir", lock=True)
+        path = self._check(config, "hydra.run.dir", lock=True)
+        if path is not None and not path.exists():
+            CREATED.add(path.resolve())
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.sweep.dir", lock=False)  # each job locks its own
 
     @staticmethod
-    def _check(config: DictConfig, key: str, lock: bool) -> None:
+    def _check(config: DictConfig, key: str, lock: bool) -> Path | None:
         from ganqp_cli import distributed as dist_
         try:
             value = OmegaConf.select(config, key)
         except Exception:  # noqa: BLE001 - Hydra itself reports a bad interpolation
-            return
+            return None
         refused = None
         if dist_.current().is_main:  # rank 0 alone: the others would see its lock
             try:
@@ -177,3 +182,4 @@ class RunDirCheck(Callback):
         refused = dist_.broadcast_object(refused)
         if refused:
             report_and_exit(UserError(refused))
+        return Path(str(value)).expanduser()
