@@ -187,3 +187,17 @@ def test_sigterm_to_a_torchrun_group_stops_both_ranks_after_the_same_iteration(t
     assert text.count(f"stopped at iteration {k}") == 1
     # torchrun's agent prints its own traceback for the signal it got; ganqp prints none
     assert f"ganqp_cli{os.sep}" not in text, text[-3000:]
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--cfg", "job"]],
+                         ids=["usage", "hydra-print"])
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path, args):
+    """`ganqp --help | head -1`: SIGPIPE, not a BrokenPipeError traceback."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before ganqp writes a byte
+    proc = subprocess.run([sys.executable, "-m", "ganqp_cli", *args], stdout=write,
+                          stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env, timeout=120)
+    os.close(write)
+    assert proc.returncode == -signal.SIGPIPE and proc.stderr == "", proc.stderr[-2000:]
