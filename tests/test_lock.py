@@ -71,6 +71,18 @@ def test_what_a_kill_9_leaves_is_taken_over_and_cleaned_up(cli, tmp_path):
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["iter"] == 4
 
 
+def test_rows_of_a_run_killed_before_its_first_checkpoint_are_redone_once(cli, tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "metrics.jsonl").write_text("".join(
+        json.dumps({"iter": i, "d_loss": 0.0, "g_loss": 0.0}) + "\n" for i in (2, 4)))
+    (run / "checkpoints" / ".last.pt.x1y2z3.tmp").write_bytes(b"the first checkpoint, half")
+    r = cli("train", *TINY, f"hydra.run.dir={run}")
+    assert r.code == 0 and "resumed" not in r.out, r  # nothing to resume: a fresh start
+    assert [row["iter"] for row in read_metrics(run)] == [2, 4]
+    assert all(row["d_loss"] != 0.0 for row in read_metrics(run))  # this run's rows
+
+
 def _reaped_pid() -> int:
     """The pid of a process that has exited and been reaped: one no process holds now."""
     proc = subprocess.Popen(["true"])

@@ -149,18 +149,19 @@ def resume(s: Setup, run_dir: Path) -> tuple[int, int, dict[str, Any], tuple[str
         for p in rundir.remove_stale_temporaries(run_dir):
             print(f"removed {p}, a partial file left by a killed run", flush=True)
     found = dist_.broadcast_object(rundir.find_resume(s.cfg, ckpt_dir))  # rank 0 decides
-    if not found:
-        return 0, 0, {}, None
-    key, path = found
-    state = ckpt.load(path, key=key)
-    ckpt.check_compatible(state["config"], OmegaConf.to_container(s.cfg, resolve=True),
-                          str(path))
-    s.restore(state)
-    start = int(state["iter"])
-    if s.dist.is_main:
-        for name in ("metrics.jsonl", "fid.jsonl"):
+    start, consumed, extra = 0, 0, {}
+    if found:
+        key, path = found
+        state = ckpt.load(path, key=key)
+        ckpt.check_compatible(state["config"], OmegaConf.to_container(s.cfg, resolve=True),
+                              str(path))
+        s.restore(state)
+        start, consumed, extra = int(state["iter"]), int(state["data"]["consumed"]), \
+            dict(state["extra"])
+    if s.dist.is_main:  # rows after the checkpoint; with none, a run killed before its
+        for name in ("metrics.jsonl", "fid.jsonl"):  # first one left rows from iteration 1
             rundir.trim_rows(run_dir / name, start)
-    return start, int(state["data"]["consumed"]), dict(state["extra"]), found
+    return start, consumed, extra, found
 
 
 def banner(s: Setup, run_dir: Path, found: tuple[str, Path] | None, start: int) -> str:
