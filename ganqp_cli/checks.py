@@ -106,19 +106,20 @@ def _nearest_existing(path: Path) -> Path:
     return Path(".")
 
 
-def writable_dir(key: str, value: Any) -> Path:
+def writable_dir(key: str, value: Any, shown: Any = None) -> Path:
     """A folder that exists and is writable, or can be created (its nearest existing
-    ancestor is a writable folder, not a file)."""
-    text = str(value)
-    require(bool(text.strip()), key, value, "a path")
+    ancestor is a writable folder, not a file). `shown`: the value to name in the message
+    (the file given, when `value` is its folder)."""
+    text, shown = str(value), value if shown is None else shown
+    require(bool(text.strip()), key, shown, "a path")
     path = Path(text).expanduser()
     base = _nearest_existing(path)
     if not base.is_dir():
-        raise UserError(f"{key}={value}: {base} is a file, so no folder can be made at {path}. "
-                        "Choose a path whose parent is a folder.")
+        raise UserError(f"{key}={shown}: {base} is a file, so no folder can be made at "
+                        f"{path}. Choose a path whose parent is a folder.")
     reason = _write_refused(base)
     if reason:
-        raise UserError(f"{key}={value}: {base} is not writable ({reason}). Choose a writable "
+        raise UserError(f"{key}={shown}: {base} is not writable ({reason}). Choose a writable "
                         "location.")
     return path
 
@@ -146,7 +147,7 @@ def output_file(key: str, value: Any, exts: tuple[str, ...] = IMAGE_OUT_EXTS) ->
     if path.is_dir():
         raise UserError(f"{key}={value} is a folder; name a file, e.g. "
                         f"{key}={path / ('out' + exts[0])}.")
-    writable_dir(key, path.parent if str(path.parent) else ".")
+    writable_dir(key, path.parent if str(path.parent) else ".", shown=value)
     return path
 
 
