@@ -138,13 +138,15 @@ def run_hydra(command: str, task: Callable[[DictConfig], object]) -> None:
     exits 1 before the task starts; what it writes to stderr until then is held back, so
     that such a refusal becomes the usual one paragraph with exit status 2."""
     started = False
-    held = HeldStream(sys.stderr)
 
     @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=command)
     def app(cfg: DictConfig) -> object:
         nonlocal started
         started = True
-        held.release()
+        # Through sys.stderr, not a closure: launchers (submitit) pickle this function, and
+        # a stream cannot be pickled. In a launcher's own process it is a plain stream.
+        if isinstance(sys.stderr, HeldStream):
+            sys.stderr.release()
         try:
             check_resolves(cfg)
             return task(cfg)
@@ -155,7 +157,7 @@ def run_hydra(command: str, task: Callable[[DictConfig], object]) -> None:
             report_and_exit(err, EXIT_FAILED)
 
     refusal = None
-    sys.stderr = held
+    sys.stderr = held = HeldStream(sys.stderr)
     try:
         app()
     except SystemExit as exit_:
