@@ -130,12 +130,12 @@ def child_dist(a: argparse.Namespace) -> dict | None:
     rank check; timed blocks alternate so machine load drifts hit all alike."""
     from hydra import compose, initialize_config_module
 
-    from ganqp_cli import distributed as D
+    from ganqp_cli import distributed as dist_
     from ganqp_cli.data import Batches
     from ganqp_cli.training.phases import Guard, iteration, phases
     from ganqp_cli.training.setup import Setup, seed_all
     torch.set_num_threads(1)
-    d, dev = D.init_process_group("cpu"), torch.device("cpu")
+    d, dev = dist_.init_process_group("cpu"), torch.device("cpu")
     runs = {}
     for sync in (False, True):
         with initialize_config_module("ganqp_cli.conf", version_base="1.3"):
@@ -148,11 +148,11 @@ def child_dist(a: argparse.Namespace) -> dict | None:
                                             workers=0))
 
     def timed(fn, n: int) -> float:
-        D.barrier()
+        dist_.barrier()
         t0 = time.perf_counter()
         for i in range(n):
             fn(i)
-        D.barrier()
+        dist_.barrier()
         return (time.perf_counter() - t0) / n
 
     def train(sync: bool) -> float:
@@ -160,7 +160,7 @@ def child_dist(a: argparse.Namespace) -> dict | None:
         guard = Guard(10**9)
 
         def z() -> torch.Tensor:
-            return D.global_randn(s.local_batch, s.z_dim, device=dev)
+            return dist_.global_randn(s.local_batch, s.z_dim, device=dev)
         return timed(lambda i: iteration(s, plan, batches, z, guard, i), a.dist_iters)
 
     s = runs[False][0]
@@ -170,10 +170,10 @@ def child_dist(a: argparse.Namespace) -> dict | None:
     for _ in range(a.repeats):
         out["plain"].append(train(False))
         out["sync_bn"].append(train(True))
-        out["average"].append(timed(lambda i: D.average_buffers([s.models, s.ema]), 50))
-        out["check"].append(timed(lambda i: D.check_ranks_agree({"models": s.models,
+        out["average"].append(timed(lambda i: dist_.average_buffers([s.models, s.ema]), 50))
+        out["check"].append(timed(lambda i: dist_.check_ranks_agree({"models": s.models,
                                                                  "ema": s.ema}), 20))
-    D.shutdown()
+    dist_.shutdown()
     return {k: statistics.median(v) for k, v in out.items()} if d.is_main else None
 
 

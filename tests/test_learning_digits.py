@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from tests.conftest import read_metrics
 
@@ -35,11 +34,8 @@ ROWS: dict[str, tuple[list[str], int, float]] = {
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """train.threads=1 sets torch's global thread count; give the session back its own."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+def _threads(one_thread):
+    """Every test here trains with train.threads=1."""
 
 
 def last_fid(cli, run, overrides: list[str], iters: int) -> float:
