@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -105,19 +106,34 @@ def _nearest_existing(path: Path) -> Path:
     return Path(".")
 
 
-def writable_dir(key: str, value: Any) -> Path:
+def writable_dir(key: str, value: Any, shown: Any = None) -> Path:
     """A folder that exists and is writable, or can be created (its nearest existing
-    ancestor is a writable folder, not a file)."""
-    text = str(value)
-    require(bool(text.strip()), key, value, "a path")
+    ancestor is a writable folder, not a file). `shown`: the value to name in the message
+    (the file given, when `value` is its folder)."""
+    text, shown = str(value), value if shown is None else shown
+    require(bool(text.strip()), key, shown, "a path")
     path = Path(text).expanduser()
     base = _nearest_existing(path)
     if not base.is_dir():
-        raise UserError(f"{key}={value}: {base} is a file, so no folder can be made at {path}. "
-                        "Choose a path whose parent is a folder.")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise UserError(f"{key}={value}: {base} is not writable. Choose a writable location.")
+        raise UserError(f"{key}={shown}: {base} is a file, so no folder can be made at "
+                        f"{path}. Choose a path whose parent is a folder.")
+    reason = _write_refused(base)
+    if reason:
+        raise UserError(f"{key}={shown}: {base} is not writable ({reason}). Choose a writable "
+                        "location.")
     return path
+
+
+def _write_refused(folder: Path) -> str | None:
+    """Why no file can be created in `folder`, or None. A real attempt, not os.access: root
+    passes every permission check, yet a read-only mount or /proc still refuses."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".ganqp-write-test-", dir=folder)
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    os.close(fd)
+    os.unlink(probe)
+    return None
 
 
 def output_file(key: str, value: Any, exts: tuple[str, ...] = IMAGE_OUT_EXTS) -> Path:
@@ -131,7 +147,7 @@ def output_file(key: str, value: Any, exts: tuple[str, ...] = IMAGE_OUT_EXTS) ->
     if path.is_dir():
         raise UserError(f"{key}={value} is a folder; name a file, e.g. "
                         f"{key}={path / ('out' + exts[0])}.")
-    writable_dir(key, path.parent if str(path.parent) else ".")
+    writable_dir(key, path.parent if str(path.parent) else ".", shown=value)
     return path
 
 
@@ -139,4 +155,18 @@ def existing_dir(key: str, value: Any, what: str = "a folder") -> Path:
     path = Path(str(value)).expanduser()
     if not path.is_dir():
         raise UserError(f"{key}={value} is not a directory: pass {what}.")
+    return path
+
+
+def checkpoint_file(key: str, value: Any) -> Path:
+    """A checkpoint path naming a file (what it holds is checked when it is loaded)."""
+    path = Path(str(value)).expanduser()
+    if path.is_dir():
+        inside = path / "checkpoints" / "last.pt"
+        example = inside if inside.is_file() else path / "last.pt"
+        raise UserError(f"{key}={value} is a folder, not a checkpoint file; pass the file, "
+                        f"e.g. {key}={example}.")
+    if not path.is_file():
+        raise UserError(f"{key}={value}: no such checkpoint file. Checkpoints are written to "
+                        "<run dir>/checkpoints/last.pt (and best.pt, iter_NNNNNNN.pt).")
     return path

@@ -8,15 +8,27 @@ from __future__ import annotations
 
 import importlib
 import importlib.resources
+import os
 import shutil
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from ganqp_cli.errors import EXIT_FAILED, EXIT_USAGE, RunFailed, UserError, report_and_exit
+from ganqp_cli.errors import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    HeldStream,
+    RunFailed,
+    UserError,
+    hydra_refusal,
+    report_and_exit,
+)
 
 # name -> (module, function, one-line help); a module is imported only when its command runs.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -83,16 +95,21 @@ def check_group_options(argv: list[str]) -> None:
 
 
 def remove_refused_run_dir() -> None:
-    """A run refused for bad input leaves no directory behind (only if it holds nothing but
-    Hydra's own record, so a resume refused in a real run directory keeps everything)."""
+    """A run refused for bad input leaves no directory behind: the run directory this
+    command created, unless it holds a checkpoint (a run that met a corrupt image mid-way
+    resumes from it), or one that holds nothing but Hydra's own record (so a resume refused
+    in a real run directory keeps everything)."""
     from hydra.core.hydra_config import HydraConfig
+
+    from ganqp_cli.training.rundir import CREATED
     try:
         out = Path(HydraConfig.get().runtime.output_dir).resolve()
     except ValueError:
         return
-    if out == Path.cwd().resolve() or not out.is_dir():
+    if out == Path.cwd().resolve() or not out.is_dir() or os.environ.get("RANK", "0") != "0":
         return
-    if {p.name for p in out.iterdir()} <= {".hydra"}:
+    ours = out in CREATED and not (out / "checkpoints" / "last.pt").exists()
+    if ours or {p.name for p in out.iterdir()} <= {".hydra"}:
         shutil.rmtree(out, ignore_errors=True)
         cwd = Path.cwd().resolve()
         for parent in out.parents:  # the empty date folders above it, inside the cwd
@@ -101,15 +118,35 @@ def remove_refused_run_dir() -> None:
             parent.rmdir()
 
 
+def check_resolves(cfg: DictConfig) -> None:
+    """Every interpolation of the config resolves (`${oc.env:NAME}` of an unset variable,
+    `${a.b}` naming no key): else the key is named here rather than in a traceback from
+    whichever code first reads it."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "a config value"
+        why = (str(getattr(err, "msg", None) or err).strip().splitlines() or ["?"])[0]
+        raise UserError(f"{key} cannot be resolved: {why.rstrip('.')}. Give it a plain "
+                        "value on the command line (key=value).") from None
+
+
 def run_hydra(command: str, task: Callable[[DictConfig], object]) -> None:
-    """Run `task` as the Hydra app of `command`; bad input exits with status 2."""
+    """Run `task` as the Hydra app of `command`; bad input exits with status 2.
+
+    Hydra reports what it refuses itself (an unknown key, an override it cannot parse) and
+    exits 1 before the task starts; what it writes to stderr until then is held back, so
+    that such a refusal becomes the usual one paragraph with exit status 2."""
     started = False
+    held = HeldStream(sys.stderr)
 
     @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=command)
     def app(cfg: DictConfig) -> object:
         nonlocal started
         started = True
+        held.release()
         try:
+            check_resolves(cfg)
             return task(cfg)
         except UserError as err:
             remove_refused_run_dir()
@@ -117,18 +154,52 @@ def run_hydra(command: str, task: Callable[[DictConfig], object]) -> None:
         except RunFailed as err:
             report_and_exit(err, EXIT_FAILED)
 
+    refusal = None
+    sys.stderr = held
     try:
         app()
     except SystemExit as exit_:
-        # Hydra reports config composition errors (unknown option, bad override) itself,
-        # with the valid options, and exits 1 before our task starts: that is bad input.
-        if exit_.code == 1 and not started:
-            sys.exit(EXIT_USAGE)
-        raise
+        if exit_.code != 1 or started:
+            raise
+        refusal = hydra_refusal(held.take(), command)
+    finally:
+        sys.stderr = held.real
+        held.release()
+    if refusal is not None:
+        report_and_exit(UserError(refusal))
+
+
+# Hydra flags that print and exit without running the command.
+PRINT_ONLY = ("-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "-sc",
+              "--shell-completion")
+
+
+def quiet_on_closed_pipe(argv: list[str]) -> None:
+    """`ganqp --help | head -1`: a reader that stops early ends the command silently, as
+    for any Unix tool (Python would raise BrokenPipeError from wherever the next print is,
+    Hydra's own printing included). Training keeps Python's behaviour: a run holds state
+    worth more than its output, so a closed pipe is an error there (status.json `failed`,
+    the last checkpoint kept), not a silent death."""
+    if not hasattr(signal, "SIGPIPE") or threading.current_thread() is not threading.main_thread():
+        return
+    training = bool(argv) and argv[0] == "train" and not any(
+        a.split("=", 1)[0] in PRINT_ONLY for a in argv[1:])
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN if training else signal.SIG_DFL)
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_on_closed_pipe(argv)
+    try:
+        dispatch(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C in a command without a stop handler, or the second one of a training run
+        # (the first finishes the iteration and checkpoints): a line, not a traceback.
+        print("ganqp: aborted (Ctrl-C)", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
+
+
+def dispatch(argv: list[str]) -> None:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return

@@ -21,6 +21,8 @@ from ganqp_cli.objectives import validate_objective
 from ganqp_cli.regularizers import validate_reg
 
 OPTIMISER_EXAMPLE = "an optimiser node such as {_target_: torch.optim.Adam, lr: 2e-4}"
+# The most images one grid holds: a grid is one PNG, drawn in memory (more: format=folder).
+MAX_GRID = 10000
 
 
 def validate_train(cfg: DictConfig, world: int = 1) -> None:
@@ -33,6 +35,8 @@ def validate_train(cfg: DictConfig, world: int = 1) -> None:
               "or 0 for point data such as data=ring8")
     c.whole("seed", cfg.seed, 0)
     c.device("device", cfg.device)
+    if cfg.resume is not None:
+        c.checkpoint_file("resume", cfg.resume)
     _train_keys(cfg.train, world)
     _objective_keys(cfg.objective)
     validate_objective(cfg.objective)
@@ -125,8 +129,11 @@ def _contributed(cfg: DictConfig) -> None:
 def validate_sample(cfg: DictConfig) -> None:
     check_missing(cfg, {"ckpt": "pass the checkpoint to sample from, e.g. "
                                 "ckpt=outputs/<run>/checkpoints/last.pt"})
+    c.checkpoint_file("ckpt", cfg.ckpt)
     c.choice("format", cfg.format, ("grid", "folder"),
              note=" (grid: one PNG; folder: n numbered PNGs in the folder `out`)")
+    if cfg.format == "grid":
+        c.whole("n", cfg.n, 1, MAX_GRID, note=" for one grid (more: format=folder out=DIR)")
     c.whole("n", cfg.n, 1)
     c.whole("seed", cfg.seed, 0)
     c.whole("batch", cfg.batch, 1)
@@ -150,10 +157,14 @@ RECONSTRUCT_CHOICES = {"mode": ("recon", "interp", "neighbors", "encode"),
 def validate_reconstruct(cfg: DictConfig) -> None:
     check_missing(cfg, {"ckpt": "pass a checkpoint of an encoder model, e.g. "
                                 "ckpt=outputs/<run>/checkpoints/last.pt"})
+    c.checkpoint_file("ckpt", cfg.ckpt)
     for key, valid in RECONSTRUCT_CHOICES.items():
         c.choice(key, cfg[key], valid)
     for key in ("n", "k", "batch"):
         c.whole(key, cfg[key], 1)
+    if cfg.mode != "encode":  # the other modes draw one grid
+        c.whole("n", cfg.n, 1, MAX_GRID, note=" for one grid")
+        c.whole("k", cfg.k, 1, MAX_GRID, note=" for one grid")
     c.whole("seed", cfg.seed, 0)
     c.whole("pool", cfg.pool, 1, allow_none=True, note=" (null: every training image)")
     c.whole("nrow", cfg.nrow, 1, allow_none=True)

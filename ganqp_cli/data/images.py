@@ -97,7 +97,8 @@ def _decode(source: str | os.PathLike | io.BytesIO, item: str, res: int, channel
 
 def read_image(path: str | os.PathLike, res: int, channels: int) -> torch.Tensor:
     """A file as training sees it; an undecodable file raises `Unreadable` naming it."""
-    return _decode(path, str(path), res, channels)
+    path = str(path)  # a numpy string would show as np.str_('...') in PIL's message
+    return _decode(path, path, res, channels)
 
 
 def decode_bytes(data: bytes, item: str, res: int, channels: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ signal (training.signals). The loop never looks at which objective or data set i
 from __future__ import annotations
 
 import os
-import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     validate_train(cfg, dist.world)
     device = dist_.device_for(str(cfg.device), dist)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    lock = rundir.RunLock(run_dir).acquire() if dist.is_main else None
+    lock = lock_run_dir(run_dir, dist)
     try:
         return run(cfg, dist, device, run_dir)
     except UserError:
@@ -49,6 +49,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     finally:
         if lock is not None:
             lock.release()
+
+
+def lock_run_dir(run_dir: Path, dist: dist_.Dist) -> rundir.RunLock | None:
+    """Rank 0 takes the run directory's lock; every rank learns whether it did, so that a
+    refusal ends every rank with exit 2 rather than leaving the others in a collective."""
+    lock, refused = None, None
+    if dist.is_main:
+        try:
+            lock = rundir.RunLock(run_dir).acquire()
+        except UserError as err:
+            refused = str(err)
+    refused = dist_.broadcast_object(refused)
+    if refused:
+        raise UserError(refused)
+    notice = lock.takeover_notice() if lock is not None else None
+    if notice:
+        print(notice, file=sys.stderr, flush=True)
+    return lock
 
 
 def run(cfg: DictConfig, dist: dist_.Dist, device: torch.device, run_dir: Path
@@ -81,13 +99,12 @@ def run(cfg: DictConfig, dist: dist_.Dist, device: torch.device, run_dir: Path
                 it += 1
                 log.step(it)
                 periodic.after(it)
-            if stop.requested is not None:
-                if periodic.saved_at != it:
+            if stop.agreed is not None:  # the same on every rank (a signal in the last
+                if periodic.saved_at != it:  # iteration: the run is done, nothing to keep)
                     periodic.checkpoint(it)
-                status(run_dir, "interrupted", it, t.iters,
-                       signal=signal.Signals(stop.requested).name)
-                log.info(f"stopped at iteration {it} ({signal.Signals(stop.requested).name}); "
-                         f"resume with the same command: {periodic.ckpt_dir / 'last.pt'}")
+                status(run_dir, "interrupted", it, t.iters, signal=stop.name)
+                log.info(f"stopped at iteration {it} ({stop.name}); resume with the same "
+                         f"command: {periodic.ckpt_dir / 'last.pt'}")
         except KeyboardInterrupt:
             status(run_dir, "interrupted", it, t.iters, signal="SIGINT", aborted=True)
             raise
@@ -100,7 +117,7 @@ def run(cfg: DictConfig, dist: dist_.Dist, device: torch.device, run_dir: Path
         finally:
             batches.close()
             log.close()
-        if stop.requested is not None:
+        if stop.agreed is not None:
             stop.hand_over()
             dist_.barrier()
             dist_.shutdown()
@@ -129,21 +146,22 @@ def resume(s: Setup, run_dir: Path) -> tuple[int, int, dict[str, Any], tuple[str
     """Restore the state to resume from, if any: (iteration, batches drawn, extra, found)."""
     ckpt_dir = run_dir / "checkpoints"
     if s.dist.is_main:
-        for p in rundir.remove_stale_temporaries(ckpt_dir):
-            print(f"removed {p}, a partial checkpoint left by a killed run", flush=True)
+        for p in rundir.remove_stale_temporaries(run_dir):
+            print(f"removed {p}, a partial file left by a killed run", flush=True)
     found = dist_.broadcast_object(rundir.find_resume(s.cfg, ckpt_dir))  # rank 0 decides
-    if not found:
-        return 0, 0, {}, None
-    key, path = found
-    state = ckpt.load(path, key=key)
-    ckpt.check_compatible(state["config"], OmegaConf.to_container(s.cfg, resolve=True),
-                          str(path))
-    s.restore(state)
-    start = int(state["iter"])
-    if s.dist.is_main:
-        for name in ("metrics.jsonl", "fid.jsonl"):
+    start, consumed, extra = 0, 0, {}
+    if found:
+        key, path = found
+        state = ckpt.load(path, key=key)
+        ckpt.check_compatible(state["config"], OmegaConf.to_container(s.cfg, resolve=True),
+                              str(path))
+        s.restore(state)
+        start, consumed, extra = int(state["iter"]), int(state["data"]["consumed"]), \
+            dict(state["extra"])
+    if s.dist.is_main:  # rows after the checkpoint; with none, a run killed before its
+        for name in ("metrics.jsonl", "fid.jsonl"):  # first one left rows from iteration 1
             rundir.trim_rows(run_dir / name, start)
-    return start, int(state["data"]["consumed"]), dict(state["extra"]), found
+    return start, consumed, extra, found
 
 
 def banner(s: Setup, run_dir: Path, found: tuple[str, Path] | None, start: int) -> str:

@@ -52,7 +52,11 @@ class Periodic:
     def __init__(self, s: Setup, run_dir: Path, log: RunLogger, batches: Batches,
                  fid: Any, extra: dict[str, Any], guard: Guard) -> None:
         self.s, self.run_dir, self.log, self.batches, self.fid = s, run_dir, log, batches, fid
-        self.extra, self.guard, self.totals = extra, guard, {}
+        self.extra, self.guard = extra, guard
+        # The running totals log lines carry live in the checkpoint's `extra`, so that a
+        # resumed run continues them instead of counting from zero again.
+        self.totals: dict[str, float] = extra.setdefault("totals", {})
+        guard.skipped = int(self.totals.get("skipped_steps", guard.skipped))
         self.saved_at: int | None = None  # the iteration of the last last.pt
         self.synced_at: int | None = None  # ... and of the last buffer average
         self.t = s.cfg.train
@@ -97,11 +101,10 @@ class Periodic:
 
     def counters_now(self) -> dict[str, float]:
         """Running totals that every log line carries (skipped updates, skipped images)."""
-        out = {"skipped_steps": float(self.guard.skipped)}
+        self.totals["skipped_steps"] = float(self.guard.skipped)
         for k, v in self.batches.pop_stats().items():
             self.totals[k] = self.totals.get(k, 0.0) + v
-            out[k] = float(self.totals[k])
-        return out
+        return {k: float(v) for k, v in self.totals.items()}
 
     def save_samples(self, it: int) -> None:
         if self.s.dist.is_main:
@@ -111,6 +114,7 @@ class Periodic:
 
     def save(self, name: str, it: int, numbered: bool) -> None:
         """Write the training state as checkpoints/<name> (a collective: every rank)."""
+        self.counters_now()  # totals up to this iteration, also between log lines
         state = self.s.state(it, self.batches.consumed, self.extra)
         if not self.s.dist.is_main:
             return

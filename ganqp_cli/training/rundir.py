@@ -15,12 +15,18 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
-from omegaconf import DictConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
-from ganqp_cli.errors import UserError
+from ganqp_cli import checks
+from ganqp_cli.errors import UserError, report_and_exit
 
 LOCK_NAME = "run.lock"
+# Run directories this process's command created (they did not exist when it started): one
+# refused for bad input before it wrote a checkpoint is removed again (cli.py).
+CREATED: set[Path] = set()
 
 
 class RunLock:
@@ -39,11 +45,7 @@ class RunLock:
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
-            who = (f"host {holder.get('host')}, pid {holder.get('pid')}, since "
-                   f"{holder.get('since')}") if holder else "another process"
-            raise UserError(f"the run directory {self.path.parent} is in use by a running "
-                            f"`ganqp train` ({who}). Wait for it to finish, stop it, or "
-                            "choose another directory with hydra.run.dir=DIR.") from None
+            raise self.in_use(holder) from None
         self.previous = _read_holder(fd) or None
         record = {"host": socket.gethostname(), "pid": os.getpid(),
                   "since": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -51,6 +53,35 @@ class RunLock:
         os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
         self.fd = fd
         return self
+
+    def in_use(self, holder: dict) -> UserError:
+        who = (f"host {holder.get('host')}, pid {holder.get('pid')}, since "
+               f"{holder.get('since')}") if holder else "another process"
+        return UserError(f"the run directory {self.path.parent} is in use by a running "
+                         f"`ganqp train` ({who}). Wait for it to finish, stop it, or choose "
+                         "another directory with hydra.run.dir=DIR.")
+
+    def check_free(self) -> None:
+        """Refuse now if a live process holds the lock; takes nothing (a probe)."""
+        if not self.path.is_file():
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise self.in_use(_read_holder(fd)) from None
+        finally:
+            os.close(fd)  # closing drops the probe's own shared lock
+
+    def takeover_notice(self) -> str | None:
+        """The notice for a lock file whose holder died without releasing it (kill -9, a
+        node lost): a clean exit empties the file, so a record left in it means that."""
+        prev = self.previous
+        if not prev:
+            return None
+        return (f"ganqp: notice: {self.path} named host {prev.get('host')}, pid "
+                f"{prev.get('pid')} (since {prev.get('since')}), which no longer holds it: "
+                "that run ended without releasing it (killed?); taking over the directory.")
 
     def release(self, remove: bool = False) -> None:
         """Unlock; `remove` deletes the lock file too (a run refused before it started)."""
@@ -108,12 +139,47 @@ def trim_rows(path: Path, last_iter: int) -> None:
     os.replace(tmp, path)
 
 
-def remove_stale_temporaries(ckpt_dir: Path) -> list[Path]:
-    """Temporary checkpoint files a killed run left (save_atomic's `.NAME.*.tmp`); the lock
-    guarantees that no live writer owns them."""
-    if not ckpt_dir.is_dir():
-        return []
-    stale = sorted(ckpt_dir.glob(".*.tmp"))
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Temporary files a killed run left: checkpoints being written (save_atomic's
+    `checkpoints/.NAME.*.tmp`), status.json and trimmed logs being replaced (`.NAME.*.tmp`).
+    The lock guarantees that no live writer owns them."""
+    stale = [p for folder in (run_dir, run_dir / "checkpoints") if folder.is_dir()
+             for p in sorted(folder.glob(".*.tmp")) if p.is_file()]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+class RunDirCheck(Callback):
+    """Before Hydra writes its `.hydra/` record into the run directory: refuse a directory
+    that cannot be made or written (under a file, read-only) or that a live `ganqp train`
+    holds, so that a refused run changes nothing there. Under torchrun (the group exists
+    by now) rank 0 checks and tells the others, so every rank exits 2 and one says why."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        path = self._check(config, "hydra.run.dir", lock=True)
+        if path is not None and not path.exists():
+            CREATED.add(path.resolve())
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.sweep.dir", lock=False)  # each job locks its own
+
+    @staticmethod
+    def _check(config: DictConfig, key: str, lock: bool) -> Path | None:
+        from ganqp_cli import distributed as dist_
+        try:
+            value = OmegaConf.select(config, key)
+        except Exception:  # noqa: BLE001 - Hydra itself reports a bad interpolation
+            return None
+        refused = None
+        if dist_.current().is_main:  # rank 0 alone: the others would see its lock
+            try:
+                path = checks.writable_dir(key, value)
+                if lock and path.is_dir():
+                    RunLock(path).check_free()
+            except UserError as err:
+                refused = str(err)
+        refused = dist_.broadcast_object(refused)
+        if refused:
+            report_and_exit(UserError(refused))
+        return Path(str(value)).expanduser()

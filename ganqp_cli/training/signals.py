@@ -23,10 +23,15 @@ HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class StopSignals:
-    """A context that turns HANDLED signals into a stop request (`requested`)."""
+    """A context that turns HANDLED signals into a stop request.
+
+    `requested` is the signal this process got; `agreed` the one every rank stops for, set
+    only by `should_stop` (under torchrun a signal may reach one rank, or reach the ranks
+    at different moments: what the loop does after it ends must be the same on all)."""
 
     def __init__(self) -> None:
         self.requested: int | None = None
+        self.agreed: int | None = None
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopSignals:
@@ -51,22 +56,30 @@ class StopSignals:
     def should_stop(self) -> bool:
         """Whether any rank was asked to stop (one tiny collective under torchrun, so that
         every rank stops after the same iteration and takes part in the checkpoint)."""
-        d = dist_.current()
-        if not d.enabled:
-            return self.requested is not None
-        flag = torch.tensor([0 if self.requested is None else int(self.requested)],
-                            dtype=torch.int64, device=_collective_device())
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        if self.requested is None and int(flag.item()):
-            self.requested = int(flag.item())
-        return self.requested is not None
+        if not dist_.current().enabled:
+            agreed = self.requested or 0
+        else:
+            flag = torch.tensor([self.requested or 0], dtype=torch.int64,
+                                device=_collective_device())
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            # The reduced flag alone decides: a signal handled while the collective ran
+            # (its handler runs when the call returns) is in this rank's flag from the
+            # next call on; going by `requested` now would stop this rank only.
+            agreed = int(flag.item())
+        if agreed:
+            self.agreed = agreed
+        return self.agreed is not None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.agreed).name if self.agreed else ""
 
     def exit_code(self) -> int:
-        return 128 + int(self.requested or 0)
+        return 128 + int(self.agreed or 0)
 
     def hand_over(self) -> None:
         """After the checkpoint: let a launcher's own SIGUSR1/SIGUSR2 handler run."""
-        sig = self.requested
+        sig = self.agreed
         prev = self.previous.get(sig) if sig in (signal.SIGUSR1, signal.SIGUSR2) else None
         if callable(prev):
             prev(sig, None)
