@@ -17,7 +17,6 @@ import os
 import pickle
 import random
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ganqp_cli.atomic import write_atomic
 from ganqp_cli.errors import UserError
 
 FORMAT = "ganqp-checkpoint"
@@ -39,18 +39,7 @@ SCHEDULE_KEYS = ("objective.d_steps", "objective.opt_d", "objective.opt_g", "arc
 def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over `path`, so a
     crash mid-write leaves the previous file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def load(path: str | os.PathLike, key: str = "ckpt") -> dict[str, Any]:

@@ -61,7 +61,8 @@ def usage() -> str:
               "Multi-GPU: torchrun --nproc_per_node=N -m ganqp_cli train ...", "",
               "Documentation: README.md and docs/ in the ganqp repository:"]
     pages = {"train": "docs/training.md", "sample": "docs/training.md#sampling",
-             "reconstruct": "docs/encoders.md", "fid": "docs/metrics.md"}
+             "reconstruct": "docs/encoders.md", "fid": "docs/metrics.md",
+             "prepare": "docs/data.md#prepared-data-sets-ganqp-prepare"}
     lines += [f"  {name:<{width}}  {page}" for name, page in pages.items()]
     return "\n".join(lines)
 

@@ -9,6 +9,7 @@ never the data set. The output appears under its name only when complete.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import multiprocessing as mp
 import sys
 import time
@@ -53,6 +54,12 @@ def decode_range(lo: int, hi: int, stop_on_error: bool) -> tuple[np.ndarray, lis
 
 def check_settings(cfg: DictConfig) -> Path:
     """Every key checked before anything is read or written; returns the output path."""
+    if cfg.get("data") is None:
+        group = importlib.resources.files("ganqp_cli.conf") / "data"
+        options = sorted(p.name[:-5] for p in group.iterdir()
+                         if p.name.endswith(".yaml") and p.name != "ring8.yaml")
+        raise UserError(f"data= is required: the image data set to prepare, one of "
+                        f"{', '.join(options)} (e.g. data=folder data.root=/data/images).")
     check_missing(cfg, {"data.root": "the data set to prepare, e.g. data.root=/data/celebahq",
                         "res": "the resolution the runs will train at, e.g. res=128",
                         "out": "the directory to write, e.g. out=/fast/celebahq128"})

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from ganqp_cli import distributed as D
+from ganqp_cli import distributed as dist_
 from ganqp_cli.keyspec import NON_NEGATIVE, check_node, number, whole
 from ganqp_cli.objectives.gradients import input_gradient
 from ganqp_cli.objectives.losses import full
@@ -39,10 +39,10 @@ def grad_sq(score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> t
 
 def _global_mean(v: torch.Tensor) -> torch.Tensor:
     """The mean of per-rank values over the ranks (a no-op in one process)."""
-    if D.current().enabled:
+    if dist_.current().enabled:
         v = v.clone()
         torch.distributed.all_reduce(v)
-        v /= D.current().world
+        v /= dist_.current().world
     return v
 
 

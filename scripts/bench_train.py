@@ -130,12 +130,12 @@ def child_dist(a: argparse.Namespace) -> dict | None:
     rank check; timed blocks alternate so machine load drifts hit all alike."""
     from hydra import compose, initialize_config_module
 
-    from ganqp_cli import distributed as D
+    from ganqp_cli import distributed as dist_
     from ganqp_cli.data import Batches
     from ganqp_cli.training.phases import Guard, iteration, phases
     from ganqp_cli.training.setup import Setup, seed_all
     torch.set_num_threads(1)
-    d, dev = D.init_process_group("cpu"), torch.device("cpu")
+    d, dev = dist_.init_process_group("cpu"), torch.device("cpu")
     runs = {}
     for sync in (False, True):
         with initialize_config_module("ganqp_cli.conf", version_base="1.3"):
@@ -148,11 +148,11 @@ def child_dist(a: argparse.Namespace) -> dict | None:
                                             workers=0))
 
     def timed(fn, n: int) -> float:
-        D.barrier()
+        dist_.barrier()
         t0 = time.perf_counter()
         for i in range(n):
             fn(i)
-        D.barrier()
+        dist_.barrier()
         return (time.perf_counter() - t0) / n
 
     def train(sync: bool) -> float:
@@ -160,7 +160,7 @@ def child_dist(a: argparse.Namespace) -> dict | None:
         guard = Guard(10**9)
 
         def z() -> torch.Tensor:
-            return D.global_randn(s.local_batch, s.z_dim, device=dev)
+            return dist_.global_randn(s.local_batch, s.z_dim, device=dev)
         return timed(lambda i: iteration(s, plan, batches, z, guard, i), a.dist_iters)
 
     s = runs[False][0]
@@ -170,10 +170,10 @@ def child_dist(a: argparse.Namespace) -> dict | None:
     for _ in range(a.repeats):
         out["plain"].append(train(False))
         out["sync_bn"].append(train(True))
-        out["average"].append(timed(lambda i: D.average_buffers([s.models, s.ema]), 50))
-        out["check"].append(timed(lambda i: D.check_ranks_agree({"models": s.models,
+        out["average"].append(timed(lambda i: dist_.average_buffers([s.models, s.ema]), 50))
+        out["check"].append(timed(lambda i: dist_.check_ranks_agree({"models": s.models,
                                                                  "ema": s.ema}), 20))
-    D.shutdown()
+    dist_.shutdown()
     return {k: statistics.median(v) for k, v in out.items()} if d.is_main else None
 
 
@@ -208,7 +208,7 @@ def spawn(mode: str, a: argparse.Namespace, **over) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--arch", default="dcgan", choices=["dcgan", "gan-qp"])
     p.add_argument("--res", type=int, default=64)
@@ -230,34 +230,45 @@ def main() -> None:
     p.add_argument("--dist-width", type=float, default=0.25)
     p.add_argument("--dist-iters", type=int, default=10, help="iterations per timed block")
     p.add_argument("--child", help=argparse.SUPPRESS)
-    a = p.parse_args()
-    if a.child:
-        ns = argparse.Namespace(**json.loads(a.child))
-        ns.dev = "cuda" if ns.device == "auto" and torch.cuda.is_available() else (
-            "cpu" if ns.device == "auto" else ns.device)
-        fn = {"ganqp": child_ganqp, "reference": child_reference, "loader": child_loader,
-              "dist": child_dist}
-        result = fn[ns.mode](ns)
-        if result is not None:  # (under torchrun: rank 0 only)
-            print(json.dumps(result))
-        return
+    return p
 
+
+def run_child(spec: str) -> None:
+    ns = argparse.Namespace(**json.loads(spec))
+    ns.dev = "cuda" if ns.device == "auto" and torch.cuda.is_available() else (
+        "cpu" if ns.device == "auto" else ns.device)
+    fn = {"ganqp": child_ganqp, "reference": child_reference, "loader": child_loader,
+          "dist": child_dist}
+    result = fn[ns.mode](ns)
+    if result is not None:  # (under torchrun: rank 0 only)
+        print(json.dumps(result))
+
+
+def report_training(a: argparse.Namespace) -> None:
+    ours, ref = [], []
+    for _ in range(a.repeats):
+        ref.append(spawn("reference", a))
+        ours.append(spawn("ganqp", a))
+    o = statistics.median(r["img_per_s"] for r in ours)
+    r = statistics.median(x["img_per_s"] for x in ref)
+    print(f"training img/s   ganqp {o:8.1f}   hand-written {r:8.1f}   ratio {o / r:.3f} "
+          f"(goal >= 0.97)   runs: ganqp {[round(x['img_per_s'], 1) for x in ours]}, "
+          f"reference {[round(x['img_per_s'], 1) for x in ref]}")
+    print(f"peak memory MB   ganqp {max(x['peak_mb'] for x in ours):8.1f}   hand-written "
+          f"{max(x['peak_mb'] for x in ref):8.1f}")
+
+
+def main() -> None:
+    a = parser().parse_args()
+    if a.child:
+        run_child(a.child)
+        return
     print(f"# bench_train: arch={a.arch} res={a.res} batch={a.batch}, {a.iters} timed iters "
           f"after {a.warmup} warm-up, {a.repeats} alternating repeats; torch "
           f"{torch.__version__}, {os.cpu_count()} CPUs, threads {torch.get_num_threads()}, "
           f"CUDA {torch.cuda.is_available()}")
     if a.train:
-        ours, ref = [], []
-        for _ in range(a.repeats):
-            ref.append(spawn("reference", a))
-            ours.append(spawn("ganqp", a))
-        o = statistics.median(r["img_per_s"] for r in ours)
-        r = statistics.median(x["img_per_s"] for x in ref)
-        print(f"training img/s   ganqp {o:8.1f}   hand-written {r:8.1f}   ratio {o / r:.3f} "
-              f"(goal >= 0.97)   runs: ganqp {[round(x['img_per_s'], 1) for x in ours]}, "
-              f"reference {[round(x['img_per_s'], 1) for x in ref]}")
-        print(f"peak memory MB   ganqp {max(x['peak_mb'] for x in ours):8.1f}   hand-written "
-              f"{max(x['peak_mb'] for x in ref):8.1f}")
+        report_training(a)
 
     if a.dist:
         t = spawn_dist(a)

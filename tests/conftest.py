@@ -45,6 +45,15 @@ class CLIResult:
 
 
 @pytest.fixture
+def one_thread():
+    """train.threads=1 sets torch's global thread count; give the rest of the session back
+    its own."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def cli(capsys: pytest.CaptureFixture) -> Callable[..., CLIResult]:
     """cli("train", "res=16", ...) -> CLIResult(code, stdout, stderr)."""
 

@@ -13,7 +13,7 @@ import sys
 import torch
 from hydra import compose, initialize_config_module
 
-from ganqp_cli import distributed as D
+from ganqp_cli import distributed as dist_
 from ganqp_cli.training.phases import phases, set_trainable, update
 from ganqp_cli.training.setup import Setup, seed_all
 
@@ -24,7 +24,7 @@ GLOBAL_BATCH = 8
 
 
 def step(out: str | None) -> dict[str, dict[str, torch.Tensor]]:
-    dist = D.init_process_group()
+    dist = dist_.init_process_group()
     with initialize_config_module(config_module="ganqp_cli.conf", version_base="1.3"):
         cfg = compose("train", overrides=OVERRIDES)
     seed_all(cfg.seed)
@@ -47,8 +47,8 @@ def step(out: str | None) -> dict[str, dict[str, torch.Tensor]]:
         record(name, phase.params)
     if out is not None and dist.is_main:
         torch.save(result, out)
-    D.barrier()
-    D.shutdown()
+    dist_.barrier()
+    dist_.shutdown()
     return result
 
 

@@ -160,7 +160,7 @@ ROWS = [
     ("prepare", "data=folder res=16 out=p", "data.root is required"),
     ("prepare", "data=digits res=16 out={adir}", "out={adir} exists"),
     ("prepare", "data=digits res=16 out=p overwrite=maybe", "overwrite='maybe'"),
-    ("prepare", "res=16 out=p", "You must specify 'data'"),
+    ("prepare", "res=16 out=p", "data= is required"),
 ]
 
 

@@ -171,6 +171,7 @@ def test_readme_setup_commands_are_what_ci_runs() -> None:
     ("sample", "docs/training.md#sampling"),
     ("reconstruct", "docs/encoders.md"),
     ("fid", "docs/metrics.md"),
+    ("prepare", "docs/data.md#prepared-data-sets-ganqp-prepare"),
 ])
 def test_command_help_names_ganqp_and_its_page(cli, command: str, page: str) -> None:
     r = cli(command, "--help")
@@ -185,5 +186,6 @@ def test_command_help_names_ganqp_and_its_page(cli, command: str, page: str) -> 
 def test_top_level_help_points_to_each_page(cli) -> None:
     r = cli("--help")
     assert r.code == 0
-    for line in ("  train        docs/training.md", "  fid          docs/metrics.md"):
+    for line in ("  train        docs/training.md", "  fid          docs/metrics.md",
+                 "  prepare      docs/data.md#prepared-data-sets-ganqp-prepare"):
         assert line in r.out

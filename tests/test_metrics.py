@@ -179,6 +179,17 @@ def test_digits_features_and_logits_are_the_classifiers() -> None:
     assert torch.equal(ext(images), feats)
 
 
+def test_building_an_extractor_leaves_the_global_random_state_alone() -> None:
+    """Its layers draw initial weights before the trained ones are loaded: without a fork of
+    the generator, a run with FID on would train differently from one without."""
+    from ganqp_cli.metrics import extractors
+    extractors._BUILT.clear()
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    make_extractor("digits")
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 class Recorder(Extractor):
     """Records the backend flags it runs under."""
 

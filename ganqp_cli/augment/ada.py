@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganqp_cli import distributed as D
+from ganqp_cli import distributed as dist_
 from ganqp_cli.augment.pipeline import DiffAugment
 from ganqp_cli.keyspec import POSITIVE, number, whole
 
@@ -60,7 +60,7 @@ class ADA(DiffAugment):
         if self.calls % self.interval:
             return
         rt = overfitting(objective, models, real, z)
-        self.rt = D.all_reduce_mean({"rt": rt})["rt"]  # the same p on every rank
+        self.rt = dist_.all_reduce_mean({"rt": rt})["rt"]  # the same p on every rank
         step = ((self.rt > self.target) - (self.rt < self.target)) * self.seen
         self.p = min(max(self.p + step / (self.kimg * 1000), 0.0), 1.0)
         self.seen = 0

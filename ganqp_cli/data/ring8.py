@@ -13,7 +13,7 @@ from ganqp_cli.data.base import Table, full_table
 class Ring8(torch.utils.data.Dataset):
     """8 Gaussians (std 0.02) evenly on a circle of radius 2: the standard mode-coverage toy."""
 
-    name, in_memory, modes_n, is_image = "ring8", True, 8, False
+    name, in_memory, is_image = "ring8", True, False
     root, on_error, res = None, "error", 0
 
     def __init__(self, res: int = 0, n: int = 100_000, radius: float = 2.0, std: float = 0.02,

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ganqp_cli import distributed as D
+from ganqp_cli import distributed as dist_
 from ganqp_cli.data import is_image_shape
 from ganqp_cli.errors import UserError
 from ganqp_cli.metrics import registry as R
@@ -59,16 +59,16 @@ def _reference(cfg: Any, run: Any, gen: Source | None, extractor: Extractor
 
 def fid_command(cfg: Any) -> dict[str, Any]:
     validate_fid_command(cfg)
-    dist = D.init_process_group()
+    dist = dist_.init_process_group()
     result = _measure(cfg, dist)
     if dist.enabled:  # leave together: a rank exiting with the group alive may abort
-        D.barrier()
-        D.shutdown()
+        dist_.barrier()
+        dist_.shutdown()
     return result
 
 
-def _measure(cfg: Any, dist: D.Dist) -> dict[str, Any]:
-    device = D.device_for(str(cfg.device), dist)
+def _measure(cfg: Any, dist: dist_.Dist) -> dict[str, Any]:
+    device = dist_.device_for(str(cfg.device), dist)
     fc, metrics = cfg.fid, R.selected(cfg.fid.metrics)
     run, gen = None, None
     if cfg.ckpt is not None:

@@ -148,7 +148,7 @@ class DigitsExtractor(Extractor):
         self.net.load_state_dict(blob["state"])
         self.dims = self.net.head.in_features
         self.accuracy, self.scale = float(blob["heldout_accuracy"]), float(blob["feature_scale"])
-        self.weights_path, self.weights_id = path, f"digits-v{DIGITS_VERSION}-{digest}"
+        self.weights_id = f"digits-v{DIGITS_VERSION}-{digest}"
         self.eval().requires_grad_(False)
 
     @classmethod

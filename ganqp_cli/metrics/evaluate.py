@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganqp_cli import distributed as D
+from ganqp_cli import distributed as dist_
 from ganqp_cli.metrics import registry as R
 from ganqp_cli.metrics.extractors import Extractor
 from ganqp_cli.metrics.features import Extracted, Source, extract, generator_source
@@ -30,7 +30,7 @@ def score_source(src: Source, ref: Stats | None, extractor: Extractor, fc: Any,
                  metrics: list[R.Metric], device: torch.device | None) -> dict[str, Any] | None:
     """Extract (a collective) and score (rank 0; None on the other ranks)."""
     got = extract(src, extractor, int(fc.batch), int(fc.workers), R.needs_logits(metrics))
-    result = score(got, ref, fc, metrics, device) if D.current().is_main else None
+    result = score(got, ref, fc, metrics, device) if dist_.current().is_main else None
     if result is not None:
         result["n"] = int(got.features.shape[0])
     return result
@@ -48,7 +48,7 @@ def score_generator(G: nn.Module, z_dim: int, n: int, ref: Stats | None, extract
         draws.append(score_source(src, ref, extractor, fc, metrics, device))
         if draws[-1] is not None:
             draws[-1]["seed"] = seed
-    return draws if D.current().is_main else None
+    return draws if dist_.current().is_main else None
 
 
 def summarize(draws: list[dict[str, Any]], metrics: list[R.Metric]) -> dict[str, Any]:

@@ -121,7 +121,11 @@ def make_extractor(kind: str, dims: int | None = None, weights: str | None = Non
             from ganqp_cli.metrics.digits import DigitsExtractor as cls
         else:
             from ganqp_cli.metrics.inception import InceptionExtractor as cls
-        _BUILT[key] = cls.create(dims, weights, resize, bool(tf32)).to(device)
+        # Layers draw their initial weights (overwritten by the loaded ones) from the global
+        # generator; without the fork, turning FID on, or a sweep job finding the extractor
+        # already built, would change the training that follows.
+        with torch.random.fork_rng(devices=[]):
+            _BUILT[key] = cls.create(dims, weights, resize, bool(tf32)).to(device)
     return _BUILT[key]
 
 

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ganqp_cli import distributed as D
+from ganqp_cli import distributed as dist_
 from ganqp_cli.data import list_images
 from ganqp_cli.errors import UserError
 from ganqp_cli.generate import generate
@@ -123,7 +123,7 @@ def _batches(src: Source, lo: int, hi: int, batch: int, workers: int
 def extract(src: Source, extractor: Extractor, batch: int = 100, workers: int = 4,
             logits: bool = False) -> Extracted:
     """Features (and logits) of every image of `src`, in order, on every rank."""
-    d = D.current()
+    d = dist_.current()
     lo, hi = shard(src.n, d.rank, d.world)
     device = next(extractor.parameters()).device
     feats, outs = [], []
@@ -135,7 +135,7 @@ def extract(src: Source, extractor: Extractor, batch: int = 100, workers: int = 
 
     def gathered(parts: list[torch.Tensor], width: int) -> np.ndarray:
         local = torch.cat(parts) if parts else torch.zeros(0, width, device=device)
-        return D.all_gather_rows(local).cpu().numpy()
+        return dist_.all_gather_rows(local).cpu().numpy()
 
     return Extracted(gathered(feats, extractor.dims),
                      gathered(outs, extractor.n_classes) if logits else None)

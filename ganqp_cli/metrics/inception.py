@@ -126,7 +126,7 @@ class InceptionExtractor(Extractor):
             raise UserError(f"{path} does not hold FID Inception weights "
                             f"({str(err).splitlines()[0]}); use "
                             "pt_inception-2015-12-05-6726825d.pth.") from None
-        self.dims, self.weights_path = dims, path
+        self.dims = dims
         self.weights_id = f"{path.stem}-{digest}"
         pool = nn.MaxPool2d(kernel_size=3, stride=2)
         self.stages = nn.ModuleList(nn.Sequential(*s) for s in (

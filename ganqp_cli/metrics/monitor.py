@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from ganqp_cli import distributed as D
+from ganqp_cli import distributed as dist_
 from ganqp_cli.metrics import registry as R
 from ganqp_cli.metrics.evaluate import score_generator, summarize
 from ganqp_cli.metrics.extractors import extractor_for
@@ -45,7 +45,7 @@ class FidMonitor:
         self.ref, _ = reference_stats(dataset_source(data, self.fc.ref_n), self.extractor,
                                       self.fc, cache=bool(self.fc.cache))
         self.path = run_dir / "fid.jsonl"
-        if D.current().is_main and self.path.is_file():  # resumed: drop rows to be redone
+        if dist_.current().is_main and self.path.is_file():  # resumed: drop rows to be redone
             rows = [r for r in self.path.read_text().splitlines()
                     if r.strip() and json.loads(r)["iter"] <= start]
             self.path.write_text("".join(r + "\n" for r in rows))
@@ -77,22 +77,22 @@ class FidMonitor:
 
     def evaluate(self, it: int, G: nn.Module, z_dim: int) -> dict[str, float | None]:
         """The selected metrics of G now (a collective under torchrun); sets `improved`."""
-        if D.current().enabled:
+        if dist_.current().enabled:
             # Rank 0's generator, on every rank: each rank makes a share of the samples, and
             # BatchNorm running statistics are per rank (not averaged like gradients); the
             # checkpoint, and so `ganqp fid ckpt=...`, holds rank 0's.
             G = copy.deepcopy(G)
-            D.broadcast_module([G])
+            dist_.broadcast_module([G])
         draws = score_generator(G, z_dim, self.n, self.ref, self.extractor, self.fc,
                                 self.metrics, self.device, f"iter {it}")
         row = None
-        if D.current().is_main:
+        if dist_.current().is_main:
             s = summarize(draws, self.metrics)
             row = {"iter": it, **{k: s[k] for k in self.logged()}, "n": s["n"],
                    "extractor": self.extractor.name, "dims": int(self.extractor.dims)}
             with open(self.path, "a") as f:
                 f.write(json.dumps(row) + "\n")
-        row = D.broadcast_object(row)
+        row = dist_.broadcast_object(row)
         value, best = row[self.best_key], self.best
         self.improved = R.better(self.best_key, value, best[self.best_key] if best else None)
         if self.improved:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from ganqp_cli import distributed as D
+from ganqp_cli import distributed as dist_
 from ganqp_cli.errors import UserError
 
 T = TypeVar("T")
@@ -15,7 +15,7 @@ T = TypeVar("T")
 def on_main(fn: Callable[[], T]) -> T:
     """fn() on rank 0 only, its result broadcast to every rank. A UserError raised there is
     raised on every rank, so that no rank is left waiting in a collective."""
-    d = D.current()
+    d = dist_.current()
     if not d.enabled:
         return fn()
     box: tuple[str, object] = ("", None)
@@ -24,7 +24,7 @@ def on_main(fn: Callable[[], T]) -> T:
             box = ("ok", fn())
         except UserError as err:
             box = ("error", str(err))
-    status, value = D.broadcast_object(box)
+    status, value = dist_.broadcast_object(box)
     if status == "error":
         raise UserError(str(value))
     return value  # type: ignore[return-value]

@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from ganqp_cli import distributed as D
+from ganqp_cli import distributed as dist_
 from ganqp_cli.errors import UserError
 from ganqp_cli.metrics.extractors import Extractor, cache_dir
 from ganqp_cli.metrics.features import Source, extract
@@ -58,13 +58,13 @@ def reference_stats(src: Source, extractor: Extractor, fc: Any, cache: bool = Tr
     found = on_main(lambda: _read_cache(path)) if cache else None
     if found is not None:
         return found, path
-    if D.current().is_main:
+    if dist_.current().is_main:
         print(f"fid: computing reference statistics of {src.describe} ({extractor.name}, "
               f"{extractor.dims}-d)", flush=True)
     stats = stats_of(src, extractor, fc)
-    if cache and D.current().is_main:
+    if cache and dist_.current().is_main:
         stats.save(path)
-    D.barrier()
+    dist_.barrier()
     return stats, (path if cache else None)
 
 

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ganqp_cli.atomic import write_atomic
 from ganqp_cli.errors import UserError
 
 
@@ -42,19 +41,9 @@ class Stats:
         Written to a uniquely named file in the same folder, then renamed over `path`:
         concurrent writers (sweep jobs sharing a cache) never share a temporary file, and
         a reader sees the old file or a complete new one."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         extra = {"features": self.features} if self.features is not None else {}
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, mu=self.mu, sigma=self.sigma, n=self.n,
-                         meta=json.dumps(self.meta), **extra)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, lambda f: np.savez(f, mu=self.mu, sigma=self.sigma, n=self.n,
+                                              meta=json.dumps(self.meta), **extra))
 
     @classmethod
     def load(cls, path: Path, key: str = "ref") -> Stats:

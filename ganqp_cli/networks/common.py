@@ -48,6 +48,14 @@ def _levels(shape: Shape, lo: int = 16, hi: int = 1024) -> int:
     return int(math.log2(res))
 
 
+class EncoderFromCritic:
+    """The encoder every arch builds for BiGAN-QP and O-GAN: its critic with `out_dim`
+    outputs and biases (an encoder's outputs are codes, not scores with a free offset)."""
+
+    def encoder(self, shape: Shape, out_dim: int) -> nn.Module:
+        return self.critic(shape, out_dim=out_dim, bias=True)  # type: ignore[attr-defined]
+
+
 class Generator(nn.Module):
     """z -> image; `body` ends in tanh. Stores z_dim so samplers need no config."""
 

@@ -9,6 +9,7 @@ from torch import nn
 from ganqp_cli.keyspec import POSITIVE, flag, one_of, text, whole
 from ganqp_cli.networks.common import (
     IMAGE_SIDES,
+    EncoderFromCritic,
     Generator,
     Reshape,
     Shape,
@@ -21,7 +22,7 @@ from ganqp_cli.networks.common import (
 )
 
 
-class QPArch:
+class QPArch(EncoderFromCritic):
     """The GAN-QP reference DCGAN variant (5x5 kernels, stride 2, BN on the dense units).
 
     num_layers = log2(res) - 3, max_ch = min(8 * res, 2048) (1024 at 128, 2048 at 256 and
@@ -77,11 +78,8 @@ class QPArch:
         body.append(nn.Linear(feats, out_dim, bias=bias))
         return _maybe_sn(_glorot(body), self.sn)
 
-    def encoder(self, shape: Shape, out_dim: int) -> nn.Module:
-        return self.critic(shape, out_dim=out_dim, bias=True)
 
-
-class DCGANArch:
+class DCGANArch(EncoderFromCritic):
     """Radford et al.'s DCGAN as in the PyTorch examples (4x4 kernels, ngf = ndf = 64,
     z_dim 100, N(0, 0.02) init) at 64 px; other resolutions add or remove stride-2 blocks.
     Channels double per block up to 16 * ngf."""
@@ -133,6 +131,3 @@ class DCGANArch:
         body.append(nn.Conv2d(feats, out_dim, 4, 1, 0, bias=bias))
         body.append(nn.Flatten())
         return _maybe_sn(_dcgan_init(body), self.sn)
-
-    def encoder(self, shape: Shape, out_dim: int) -> nn.Module:
-        return self.critic(shape, out_dim=out_dim, bias=True)

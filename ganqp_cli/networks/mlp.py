@@ -6,10 +6,10 @@ from torch import nn
 
 from ganqp_cli.errors import UserError
 from ganqp_cli.keyspec import POSITIVE, flag, one_of, text, whole
-from ganqp_cli.networks.common import Generator, Shape, _ch, _maybe_sn
+from ganqp_cli.networks.common import EncoderFromCritic, Generator, Shape, _ch, _maybe_sn
 
 
-class MLPArch:
+class MLPArch(EncoderFromCritic):
     """Fully connected networks for point data such as `data=ring8` (shape `(D,)`)."""
 
     KEYS = {"name": text, "z_dim": whole(1), "hidden": whole(1), "depth": whole(1),
@@ -46,6 +46,3 @@ class MLPArch:
         if len(shape) != 1:
             raise UserError(f"arch=mlp is for point data; got images of shape {tuple(shape)}.")
         return _maybe_sn(self._mlp(shape[0], out_dim, nn.LeakyReLU(0.2, True), bias), self.sn)
-
-    def encoder(self, shape: Shape, out_dim: int) -> nn.Module:
-        return self.critic(shape, out_dim=out_dim, bias=True)

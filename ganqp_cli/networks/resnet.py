@@ -27,7 +27,14 @@ from torch import nn
 
 from ganqp_cli.errors import UserError
 from ganqp_cli.keyspec import POSITIVE, flag, one_of, text, whole
-from ganqp_cli.networks.common import Generator, Shape, _ch, _levels, _maybe_sn
+from ganqp_cli.networks.common import (
+    EncoderFromCritic,
+    Generator,
+    Shape,
+    _ch,
+    _levels,
+    _maybe_sn,
+)
 
 # res -> (generator channels from the 4x4 input to the last block, critic block outputs,
 # which critic blocks halve the resolution), in multiples of `ch`.
@@ -141,7 +148,7 @@ class GenBody(nn.Module):
         return torch.tanh(self.out(F.relu(self.bn(h))))
 
 
-class ResNetArch:
+class ResNetArch(EncoderFromCritic):
     """Residual generator and critic; see the module docstring for the channel tables."""
 
     KEYS = {"name": text, "z_dim": whole(1), "ch": whole(1), "width": POSITIVE, "sn": flag,
@@ -181,6 +188,3 @@ class ResNetArch:
         body, feats = self.trunk(shape, bias=bias)
         body.append(_linear(feats, out_dim, bias))
         return _maybe_sn(body, self.sn)
-
-    def encoder(self, shape: Shape, out_dim: int) -> nn.Module:
-        return self.critic(shape, out_dim=out_dim, bias=True)
