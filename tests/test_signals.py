@@ -201,3 +201,17 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path, args):
                           stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env, timeout=120)
     os.close(write)
     assert proc.returncode == -signal.SIGPIPE and proc.stderr == "", proc.stderr[-2000:]
+
+
+def test_every_stop_signal_sets_the_request_and_its_exit_code():
+    """In-process, for the signals no subprocess test sends (SIGHUP, SIGUSR2): each is turned
+    into a stop request with exit 128 + its number, and the previous handlers come back."""
+    from ganqp_cli.training.signals import HANDLED, StopSignals
+    before = {s: signal.getsignal(s) for s in HANDLED}
+    for sig in (signal.SIGHUP, signal.SIGUSR2, signal.SIGTERM):
+        with StopSignals() as stop:
+            assert not stop.should_stop()
+            os.kill(os.getpid(), sig)
+            assert stop.should_stop() and stop.requested == sig
+            assert stop.exit_code() == 128 + sig
+    assert {s: signal.getsignal(s) for s in HANDLED} == before

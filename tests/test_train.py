@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -99,6 +100,17 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert ckpt.load(path)["iter"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_checkpoint_permissions_follow_the_umask(tmp_path, umask):
+    """As any file the user writes (not mkstemp's 0600): a group sharing runs can read them."""
+    old = os.umask(umask)
+    try:
+        ckpt.save_atomic({"format": ckpt.FORMAT, "version": 1, "iter": 1}, tmp_path / "a.pt")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.pt").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def _generator_of(state: dict, part: str) -> torch.nn.Module:

@@ -1,6 +1,6 @@
 """Stopping a run cleanly on a signal.
 
-SIGTERM (what SLURM and torchrun send), SIGINT (Ctrl-C), SIGUSR1 and SIGUSR2 (what SLURM's
+SIGTERM (what SLURM and torchrun send), SIGINT (Ctrl-C), SIGHUP (a closed terminal), SIGUSR1 and SIGUSR2 (what SLURM's
 `--signal` and submitit send before a time limit) only set a flag; the loop finishes the
 iteration it is in, writes checkpoints/last.pt (every rank takes part), sets status.json to
 `interrupted` and exits with 128 + the signal's number. A second SIGINT aborts at once. For
@@ -19,7 +19,8 @@ import torch
 
 from ganqp_cli import distributed as dist_
 
-HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+# SIGHUP: a closed terminal or ssh session, and torchrun forwards it to its workers.
+HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class StopSignals:
