@@ -1,11 +1,11 @@
 """Stopping a run cleanly on a signal.
 
 SIGTERM (what SLURM and torchrun send), SIGINT (Ctrl-C), SIGHUP (a closed terminal), SIGUSR1
-and SIGUSR2 (what SLURM's `--signal` and submitit send before a time limit) only set a flag; the loop finishes the
-iteration it is in, writes checkpoints/last.pt (every rank takes part), sets status.json to
-`interrupted` and exits with 128 + the signal's number. A second SIGINT aborts at once. For
-SIGUSR1/SIGUSR2 a handler installed before ours (submitit's, which requeues the job) is
-called after the checkpoint, so requeueing stays the launcher's business.
+and SIGUSR2 (what SLURM's `--signal` and submitit send before a time limit) only set a flag;
+the loop finishes the iteration it is in, writes checkpoints/last.pt (every rank takes part),
+sets status.json to `interrupted` and exits with 128 + the signal's number. A second SIGINT
+aborts at once. For SIGUSR1/SIGUSR2 a handler installed before ours (submitit's, which
+requeues the job) is called after the checkpoint, so requeueing stays the launcher's business.
 """
 
 from __future__ import annotations
