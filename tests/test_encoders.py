@@ -23,6 +23,9 @@ from ganqp_cli.objectives.encoders import BASES, pearson, standardise
 from tests.conftest import read_metrics
 from tests.encoder_runs import COMMON, measure, trained
 
+# Tests here share the runs of tests/encoder_runs.py: one worker trains each once.
+pytestmark = pytest.mark.xdist_group("encoder_runs")
+
 SHAPE = (1, 16, 16)
 
 

@@ -108,15 +108,22 @@ def test_a_run_resumed_on_another_number_of_processes_continues_the_same_run(cli
     # 2 -> 1
     r = torchrun("train", *args, "train.iters=3", f"hydra.run.dir={a}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert len(torch.load(a / "checkpoints" / "last.pt", weights_only=True)["rng"]) == 2
     r1 = cli("train", *args, "train.iters=5", f"hydra.run.dir={a}")
-    assert r1.code == 0 and "resumed at iter 3" in r1.out, r1
+    assert r1.code == 0 and "resumed at iter 3" in r1.out and "cpu x1" in r1.out, r1
     # 1 -> 2
     assert cli("train", *args, "train.iters=3", f"hydra.run.dir={b}").code == 0
     r = torchrun("train", *args, "train.iters=5", f"hydra.run.dir={b}", cwd=tmp_path)
     assert r.returncode == 0 and "resumed at iter 3" in r.stdout, r.stderr[-3000:]
-    for run in (a, b):
+    assert "cpu x2" in r.stdout and "parameters and buffers identical on all 2 ranks" in r.stdout
+    want = torch.load(ref / "checkpoints" / "last.pt", weights_only=True)
+    for run, ranks in ((a, 1), (b, 2)):
         assert_close_losses(losses(ref), losses(run), [1, 2, 3, 4, 5])
-    assert len(torch.load(b / "checkpoints" / "last.pt", weights_only=True)["rng"]) == 2
+        assert [row["iter"] for row in read_metrics(run)] == [1, 2, 3, 4, 5]  # none doubled
+        state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+        assert state["iter"] == 5 and len(state["rng"]) == ranks
+        # the same global batches consumed, whatever the number of processes
+        assert state["data"]["consumed"] == want["data"]["consumed"]
 
 
 def test_a_rank_that_differs_stops_the_run_naming_the_tensor(tmp_path):

@@ -15,6 +15,9 @@ from ganqp_cli.sampling import load_trained
 from tests.conftest import TINY, write_images
 from tests.encoder_runs import heldout_images, trained
 
+# Tests here share the runs of tests/encoder_runs.py: one worker trains each once.
+pytestmark = pytest.mark.xdist_group("encoder_runs")
+
 RES, PAD = 16, 2
 
 

@@ -1,7 +1,9 @@
 """Ring8 learning for what issue 17 adds: objective=wgan-div, and the regularisers reg.r1 and
 reg.lecam on objectives of test_ring8.py, through the real `ganqp train` on the CPU, with
 test_ring8.py's data, networks, batch, sampling and bars: half the lowest trained value over
-seeds 0-3 (the untrained generator: 0 modes, 0.000, which fails every bar).
+seeds 0-3 (the untrained generator: 0 modes, 0.000, which fails every bar). 20-70 s of CPU
+each: they run with GANQP_LONG_TESTS=1 (the regularisers' math is tested in closed form in
+test_regularizers.py, WGAN-div's in test_wgan_div.py, on every run).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ VARIANTS: dict[str, tuple[str, int, list[str], Bar]] = {
 }
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("objective", list(SETTINGS))
 def test_objective_covers_ring8(cli, tmp_path, one_thread, objective):
     iters, extra, bar = SETTINGS[objective]
@@ -41,7 +43,7 @@ def test_objective_covers_ring8(cli, tmp_path, one_thread, objective):
     assert bar.met(*got), (got, bar)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_regularised_objective_covers_ring8(cli, tmp_path, one_thread, name):
     objective, iters, extra, bar = VARIANTS[name]
