@@ -1,9 +1,10 @@
 """Ring8 learning for what issue 17 adds: objective=wgan-div, and the regularisers reg.r1 and
 reg.lecam on objectives of test_ring8.py, through the real `ganqp train` on the CPU, with
 test_ring8.py's data, networks, batch, sampling and bars: half the lowest trained value over
-seeds 0-3 (the untrained generator: 0 modes, 0.000, which fails every bar). 20-70 s of CPU
-each: they run with GANQP_LONG_TESTS=1 (the regularisers' math is tested in closed form in
-test_regularizers.py, WGAN-div's in test_wgan_div.py, on every run).
+seeds 0-3 (the untrained generator: 0 modes, 0.000, which fails every bar). The gan-qp rows
+(about 20 s of CPU each) always run; wgan-div (70 s) and the sgan-sn rows (30-40 s) run with
+GANQP_LONG_TESTS=1 (WGAN-div's math is tested in closed form in test_wgan_div.py, the
+regularisers' in test_regularizers.py, on every run).
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ def test_objective_covers_ring8(cli, tmp_path, one_thread, objective):
     assert bar.met(*got), (got, bar)
 
 
-@pytest.mark.long
-@pytest.mark.parametrize("name", list(VARIANTS))
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=[] if n.startswith("gan-qp") else [pytest.mark.long])
+    for n in VARIANTS])
 def test_regularised_objective_covers_ring8(cli, tmp_path, one_thread, name):
     objective, iters, extra, bar = VARIANTS[name]
     run = tmp_path / "run"
