@@ -102,3 +102,20 @@ def write_images(folder: Path, n: int, size: tuple[int, int] = (24, 20), seed: i
         Image.fromarray(arr[:, :, 0] if channels == 1 else arr, mode).save(p)
         paths.append(p)
     return paths
+
+
+def assert_same_state(a: object, b: object, where: str = "state") -> None:
+    """Bitwise equality of two checkpoint (sub)trees: the same keys, lengths and dtypes, equal
+    tensors, equal other values."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for k in a:
+            assert_same_state(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list | tuple):
+        assert isinstance(b, list | tuple) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"

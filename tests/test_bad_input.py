@@ -21,8 +21,7 @@ import pytest
 import torch
 
 from ganqp_cli.cli import main
-from tests.conftest import read_metrics, write_images
-from tests.test_signals import assert_same_tree
+from tests.conftest import assert_same_state, read_metrics, write_images
 
 BASE = ["res=16", "arch.width=0.125", "train.batch_size=16", "train.iters=2",
         "train.log_every=1", "train.sample_every=0", "train.sample_n=4", "train.workers=0"]
@@ -247,4 +246,4 @@ def test_skipped_images_resume_exactly(cli, tmp_path):
     a, b = (torch.load(run / "checkpoints" / "last.pt", weights_only=True)
             for run in (one, two))
     a["config"], b["config"] = json.dumps(a["config"]), json.dumps(b["config"])
-    assert_same_tree(a, b)
+    assert_same_state(a, b)

@@ -14,29 +14,13 @@ from pathlib import Path
 
 import torch
 
-from tests.conftest import TINY, read_metrics
+from tests.conftest import TINY, assert_same_state, read_metrics
 
 TIMING = {"img_per_s", "it_per_s", "elapsed_s"}  # wall-clock fields differ between runs
 
 
 def losses(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
-
-
-def assert_same_state(a: dict, b: dict, where: str = "") -> None:
-    """Bitwise equality of two checkpoint (sub)trees."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), where
-        for k in a:
-            assert_same_state(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, list | tuple):
-        assert isinstance(b, list | tuple) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same_state(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
 
 
 def load(path: Path) -> dict:

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from ganqp_cli.cli import main
-from tests.conftest import read_metrics
+from tests.conftest import assert_same_state, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 ITERS = 12
@@ -83,22 +83,6 @@ def reference(tmp_path_factory) -> Path:
     return run
 
 
-def assert_same_tree(a: object, b: object, where: str = "state") -> None:
-    """Equal dicts/lists with bitwise-equal tensors."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), where
-        for k in a:
-            assert_same_tree(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same_tree(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
-
-
 def rows(run: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in TIMING} for r in read_metrics(run)]
 
@@ -145,7 +129,7 @@ def test_a_signal_checkpoints_the_iteration_and_the_run_resumes_bitwise(
     assert r.code == 0 and f"resumed at iter {k}" in r.out, r
     assert "taking over" not in r.err
     assert json.loads((run / "status.json").read_text())["status"] == "done"
-    assert_same_tree(load(reference), load(run))
+    assert_same_state(load(reference), load(run))
     assert rows(run) == rows(reference)
 
 
