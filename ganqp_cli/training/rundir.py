@@ -21,6 +21,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from ganqp_cli import checks
+from ganqp_cli.atomic import write_atomic
 from ganqp_cli.errors import UserError, report_and_exit
 
 LOCK_NAME = "run.lock"
@@ -105,10 +106,9 @@ def _read_holder(fd: int) -> dict:
 
 def write_status(run_dir: Path, status: str, it: int, total: int, **extra: object) -> None:
     """status.json, replaced atomically (a reader never sees half a file)."""
-    tmp = run_dir / f".status.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"status": status, "iter": it, "iters": total,
-                               "time": time.time(), **extra}) + "\n")
-    os.replace(tmp, run_dir / "status.json")
+    text = json.dumps({"status": status, "iter": it, "iters": total, "time": time.time(),
+                       **extra}) + "\n"
+    write_atomic(run_dir / "status.json", lambda f: f.write(text.encode()))
 
 
 def find_resume(cfg: DictConfig, ckpt_dir: Path) -> tuple[str, Path] | None:
