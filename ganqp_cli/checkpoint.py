@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ganqp_cli.atomic import write_atomic
+from ganqp_cli.checks import checkpoint_file
 from ganqp_cli.errors import UserError
 
 FORMAT = "ganqp-checkpoint"
@@ -44,10 +45,7 @@ def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> None:
 
 def load(path: str | os.PathLike, key: str = "ckpt") -> dict[str, Any]:
     """Load and check a ganqp checkpoint; bad files raise UserError naming `key` and path."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise UserError(f"{key}={path}: no such checkpoint file. Checkpoints are written to "
-                        "<run dir>/checkpoints/last.pt (and best.pt, iter_NNNNNNN.pt).")
+    p = checkpoint_file(key, path)
     if not zipfile.is_zipfile(p):
         raise UserError(f"{key}={path} is not a ganqp checkpoint: not a torch.save file "
                         "(truncated, corrupt, or another format). Use a file from "

@@ -10,6 +10,7 @@ from typing import Any
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
+_ABSENT = object()
 
 
 class UserError(Exception):
@@ -81,6 +82,12 @@ def hydra_refusal(text: str, command: str) -> str:
     found = re.search(r"Could not override '([^']+)'", text)
     if found and "not in struct" in text:
         key = found.group(1)
+        holders = options_holding(key)
+        if holders:
+            return (f"{key} is not a key of `ganqp {command}` with the config groups chosen: "
+                    f"it belongs to {', '.join(holders)}. Choose one of those on the command "
+                    f"line ({holders[0]} {key}=VALUE), or `ganqp {command} --cfg job` lists "
+                    "the keys there are.")
         return (f"{key} is not a key of `ganqp {command}` (a typo?). `ganqp {command} --cfg "
                 f"job` lists every key; +{key}=VALUE adds a new one.")
     lines = [ln.strip() for ln in text.splitlines()
@@ -93,6 +100,28 @@ def hydra_refusal(text: str, command: str) -> str:
         return (f"{bad} cannot be read as key=value ({said}). Quote a value holding "
                 "brackets, commas or spaces for Hydra, e.g. 'key=\"a,b\"'.")
     return said
+
+
+def options_holding(key: str) -> list[str]:
+    """The options of the config group named by `key`'s first part whose YAML has the rest
+    of it: `data.channels` -> ["data=folder"], a key of another data set than the one chosen."""
+    import importlib.resources
+
+    from omegaconf import DictConfig, OmegaConf
+    group, _, rest = key.lstrip("+~").partition(".")
+    folder = importlib.resources.files("ganqp_cli.conf").joinpath(group)
+    if not rest or group in ("experiment", "hydra") or not folder.is_dir():
+        return []
+    found = []
+    for yaml in sorted(folder.iterdir(), key=lambda f: f.name):
+        if not yaml.name.endswith(".yaml"):
+            continue
+        node: Any = OmegaConf.create(yaml.read_text())
+        for part in rest.split("."):  # present even where the YAML's value is null
+            node = node[part] if isinstance(node, DictConfig) and part in node else _ABSENT
+        if node is not _ABSENT:
+            found.append(f"{group}={yaml.name[:-5]}")
+    return found
 
 
 def unparsable_override(args: list[str]) -> str | None:

@@ -90,6 +90,9 @@ ROWS = [
     ("train", "resume={corrupt}", "resume={corrupt}"),
     ("train", "resume={adir}", "resume={adir} is a folder"),
     ("train", "train.iterz=5", "train.iterz is not a key"),
+    # a key of another option of the group: the options that have it are named
+    ("train", "data.channels=1", "it belongs to data=folder"),
+    ("train", "objective.gp=3", "it belongs to objective=wgan-gp"),
     ("train", "train.iters=[1,2", "train.iters=[1,2"),
     ("train", "res=${{oc.env:GANQP_NO_SUCH_VARIABLE}}", "res cannot be resolved"),
     # ---- sample: counts, batch, grid rows, interpolation, temperature, device, out, ckpt
@@ -147,6 +150,7 @@ ROWS = [
     pytest.param("fid", "ckpt={ckpt} device=cuda", "device='cuda'", marks=NO_CUDA),
     ("fid", "ckpt={ckpt} res=0", "res=0"),
     ("fid", "ckpt={corrupt}", "ckpt={corrupt} is not a ganqp checkpoint"),
+    ("fid", "ckpt={adir}", "ckpt={adir} is a folder"),
     ("fid", "samples={imgs} fid.repeats=2", "fid.repeats=2"),
     ("fid", "", "nothing to measure"),
     # ---- prepare

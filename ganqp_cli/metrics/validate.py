@@ -78,9 +78,8 @@ def _check_sample_count(key: str, n: int, fc: Any) -> None:
 def _check_paths(cfg: Any) -> None:
     if cfg.ckpt is not None and cfg.samples is not None:
         raise UserError("pass ckpt=PATH (generate samples) or samples=DIR (a folder), not both.")
-    if cfg.ckpt is not None and not Path(str(cfg.ckpt)).expanduser().is_file():
-        raise UserError(f"ckpt={cfg.ckpt}: no such checkpoint file. Checkpoints are written to "
-                        "<run dir>/checkpoints/last.pt (and best.pt, iter_NNNNNNN.pt).")
+    if cfg.ckpt is not None:
+        C.checkpoint_file("ckpt", cfg.ckpt)
     if cfg.samples is not None:
         C.existing_dir("samples", cfg.samples, "a folder of images")
     if cfg.ref is not None:
