@@ -7,6 +7,8 @@ import atexit
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +85,24 @@ def cli(capsys: pytest.CaptureFixture) -> Callable[..., CLIResult]:
         return CLIResult(code, captured.out, captured.err)
 
     return run
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def torchrun(*args: str, cwd: Path | None = None, script: str | None = None,
+             env: dict[str, str] | None = None, agent: tuple[str, ...] = (),
+             timeout: float = 600) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node=2 [agent...] (-m ganqp_cli | script) args`:
+    2 gloo ranks of one thread each, this checkout first on their path. --standalone picks
+    a free port itself (--master_port=0 hangs on some machines)."""
+    target = [script] if script else ["-m", "ganqp_cli"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           "--nproc_per_node=2", *agent, *target, *args]
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path, **(env or {})}
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout,
+                          env=full_env)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

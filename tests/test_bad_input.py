@@ -9,11 +9,8 @@ Also: under torchrun a config error is said once and every rank exits 2, and bad
 from __future__ import annotations
 
 import json
-import os
 import re
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -21,7 +18,7 @@ import pytest
 import torch
 
 from ganqp_cli.cli import main
-from tests.conftest import assert_same_state, read_metrics, write_images
+from tests.conftest import assert_same_state, read_metrics, torchrun, write_images
 
 BASE = ["res=16", "arch.width=0.125", "train.batch_size=16", "train.iters=2",
         "train.log_every=1", "train.sample_every=0", "train.sample_n=4", "train.workers=0"]
@@ -211,12 +208,8 @@ def test_a_config_error_under_torchrun_is_said_once_and_every_rank_exits_2(tmp_p
     run = tmp_path / "run"
     # The agent looks at its workers every 3 s, so both have exited (by themselves) before
     # it reports them: each rank's own exit status is in its report.
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--standalone", "--monitor-interval=3", "-m", "ganqp_cli", "train", *BASE,
-           "train.batch_size=8", "arch.width=0", f"hydra.run.dir={run}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
-        [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env)
+    r = torchrun("train", *BASE, "train.batch_size=8", "arch.width=0", f"hydra.run.dir={run}",
+                 cwd=tmp_path, agent=("--monitor-interval=3",), timeout=300)
     assert r.returncode != 0
     said = (r.stdout + r.stderr).count("ganqp: error: arch.width=0 is not valid")
     assert said == 1, r.stderr[-3000:]

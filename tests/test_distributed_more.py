@@ -4,33 +4,18 @@ test_parallel.py.)"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import torch
 
+from tests.conftest import ROOT, torchrun
 from tests.dist_step import step
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def torchrun(*args: str, cwd: Path, module: bool = True) -> subprocess.CompletedProcess:
-    # --standalone picks a free port itself (--master_port=0 hangs on some machines).
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-           *(["-m", "ganqp_cli"] if module else []), *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=600, env=env)
 
 
 def test_two_processes_average_gradients_to_the_one_process_step(tmp_path):
     """Each rank's loss is the mean over its half of the batch, so the mean of the two ranks'
     gradients is the full batch's gradient: one 2-process step equals one 1-process step
     on the same global batch (a sum would double every gradient)."""
-    r = torchrun(str(ROOT / "tests" / "dist_step.py"), str(tmp_path / "two.pt"), cwd=tmp_path,
-                 module=False)
+    r = torchrun(str(tmp_path / "two.pt"), cwd=tmp_path,
+                 script=str(ROOT / "tests" / "dist_step.py"))
     assert r.returncode == 0, r.stderr[-3000:]
     two = torch.load(tmp_path / "two.pt", weights_only=True)
     one = step(None)

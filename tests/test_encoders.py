@@ -3,11 +3,6 @@ routing, reference settings by resolution, and short digits runs that learn an e
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -20,7 +15,7 @@ from ganqp_cli.config import make
 from ganqp_cli.networks import QPArch
 from ganqp_cli.objectives import OGAN, BiGANQP, Models
 from ganqp_cli.objectives.encoders import BASES, pearson, standardise
-from tests.conftest import read_metrics
+from tests.conftest import read_metrics, torchrun
 from tests.encoder_runs import COMMON, measure, trained
 
 # Tests here share the runs of tests/encoder_runs.py: one worker trains each once.
@@ -214,24 +209,14 @@ def test_training_excludes_the_held_out_digits(tmp_path_factory):
     assert len(data) == 1797 - 180
 
 
-def free_port() -> int:
-    # torchrun's --master_port=0 never rendezvouses in some sandboxes: pick a free port.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_train_bigan_qp(tmp_path):
     """torchrun with 2 gloo processes: G and E (one optimiser) and the joint critic are
     averaged over the ranks and stay in sync. (O-GAN's run is in docs/encoders.md.)"""
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           f"--master_port={free_port()}", "-m", "ganqp_cli", "train", "objective=bigan-qp",
-           "objective.hidden=32", "res=16", "arch.width=0.125", "arch.z_dim=16",
-           "data.holdout=0.1", "train.batch_size=8", "train.iters=3", "train.log_every=1",
-           "train.sample_every=0", f"hydra.run.dir={run}"]
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    r = torchrun("train", "objective=bigan-qp", "objective.hidden=32", "res=16",
+                 "arch.width=0.125", "arch.z_dim=16", "data.holdout=0.1", "train.batch_size=8",
+                 "train.iters=3", "train.log_every=1", "train.sample_every=0",
+                 f"hydra.run.dir={run}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "cpu x2" in r.stdout and "parameters and buffers identical on all 2 ranks" in r.stdout
     rows = read_metrics(run)

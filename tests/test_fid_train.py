@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,6 +14,7 @@ import pytest
 import torch
 
 from ganqp_cli.cli import main
+from tests.conftest import torchrun
 
 FID_KEYS = ["iter", "fid", "kid", "kid_std", "n", "extractor", "dims"]
 TRAIN = ["res=16", "train.batch_size=16", "train.fid_every=10", "train.fid_n=100",
@@ -94,15 +93,6 @@ def test_checkpoint_fid_equals_logged_and_folder_fid(run: SimpleNamespace, tmp_p
     assert from_folder["n"] == 100 and from_folder["n_ref"] == from_ckpt["n_ref"] == 1797
     assert from_folder["fid"] == pytest.approx(from_ckpt["fid"], rel=1e-9)
     assert from_folder["kid"] == pytest.approx(from_ckpt["kid"], rel=1e-9)
-
-
-def torchrun(*args: str, env: dict[str, str], script: str | None = None
-             ) -> subprocess.CompletedProcess:
-    target = [script] if script else ["-m", "ganqp_cli"]
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node=2", *target, *args],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **env})
 
 
 def test_two_gloo_processes_give_the_single_process_fid_reading_rank_0s_cache(

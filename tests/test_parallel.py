@@ -6,9 +6,7 @@ process-group timeout, and CUDA RNG states on a node that sees fewer GPUs."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,19 +18,11 @@ from ganqp_cli import checkpoint as ckpt
 from ganqp_cli import distributed
 from ganqp_cli.errors import UserError
 from ganqp_cli.objectives import WGANGP
-from tests.conftest import read_metrics
+from tests.conftest import ROOT, read_metrics, torchrun
 
-ROOT = Path(__file__).resolve().parent.parent
 RUN = ["res=16", "arch.width=0.125", "train.batch_size=16", "train.log_every=1",
        "train.sample_every=0", "train.ckpt_every=0", "train.sample_n=4", "train.workers=0",
        "arch.sync_bn=true"]
-
-
-def torchrun(*args: str, cwd: Path, script: str = "-m ganqp_cli") -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--standalone", *script.split(), *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=600, env=env)
 
 
 def losses(run: Path) -> dict[int, tuple[float, float]]:
@@ -47,17 +37,6 @@ def assert_close_losses(a: dict, b: dict, iters: list[int]) -> None:
 
 
 # ---- world-size invariance (torchrun, gloo) -----------------------------------------------
-
-def test_two_processes_log_the_losses_of_one_process_with_the_same_global_batch(cli, tmp_path):
-    """GAN-QP on the digits: BatchNorm in G (1d and 2d) and in the critic."""
-    args = [*RUN, "train.iters=5"]
-    one, two = tmp_path / "one", tmp_path / "two"
-    assert cli("train", *args, f"hydra.run.dir={one}").code == 0
-    r = torchrun("train", *args, f"hydra.run.dir={two}", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "cpu x2" in r.stdout and "identical on all 2 ranks" in r.stdout
-    assert_close_losses(losses(one), losses(two), [1, 2, 3, 4, 5])
-
 
 def _penalty_worker(rank: int, world: int, init: str, expect: dict) -> None:
     torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
@@ -101,25 +80,41 @@ def test_wgan_gp_penalty_on_two_processes_equals_one_process(tmp_path):
     mp.spawn(_penalty_worker, args=(2, f"file://{tmp_path / 'store'}", expect), nprocs=2)
 
 
-def test_a_run_resumed_on_another_number_of_processes_continues_the_same_run(cli, tmp_path):
+def test_one_run_on_1_or_2_processes_resumed_on_either_logs_the_same_losses(cli, tmp_path):
+    """GAN-QP on the digits with BatchNorm in G (1d and 2d) and in the critic: 1 process for
+    5 iterations is the reference; 2 processes stopped at 3 and resumed on 2 or on 1, and 1
+    process resumed on 2, log its losses and consume its batches."""
     args = [*RUN, "train.ckpt_every=3"]
-    ref, a, b = tmp_path / "ref", tmp_path / "two_then_one", tmp_path / "one_then_two"
+    ref, two_then_one, one_then_two = (tmp_path / n for n in ("ref", "two_then_one",
+                                                             "one_then_two"))
     assert cli("train", *args, "train.iters=5", f"hydra.run.dir={ref}").code == 0
-    # 2 -> 1
-    r = torchrun("train", *args, "train.iters=3", f"hydra.run.dir={a}", cwd=tmp_path)
+    # no run directory named: rank 0 chooses it, rank 1 uses it
+    r = torchrun("train", *args, "train.iters=3", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert len(torch.load(a / "checkpoints" / "last.pt", weights_only=True)["rng"]) == 2
-    r1 = cli("train", *args, "train.iters=5", f"hydra.run.dir={a}")
+    runs = [p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir()]
+    assert len(runs) == 1, runs
+    two = runs[0]
+    assert (two / ".hydra" / "config.yaml").is_file()
+    assert "cpu x2" in r.stdout and "parameters and buffers identical on all 2 ranks" in r.stdout
+    assert len(torch.load(two / "checkpoints" / "last.pt", weights_only=True)["rng"]) == 2
+    shutil.copytree(two, two_then_one)
+    # 2 -> 2
+    r = torchrun("train", *args, "train.iters=5", f"hydra.run.dir={two}", cwd=tmp_path)
+    assert r.returncode == 0 and "resumed at iter 3" in r.stdout, r.stderr[-3000:]
+    assert "parameters and buffers identical on all 2 ranks" in r.stdout
+    # 2 -> 1
+    r1 = cli("train", *args, "train.iters=5", f"hydra.run.dir={two_then_one}")
     assert r1.code == 0 and "resumed at iter 3" in r1.out and "cpu x1" in r1.out, r1
     # 1 -> 2
-    assert cli("train", *args, "train.iters=3", f"hydra.run.dir={b}").code == 0
-    r = torchrun("train", *args, "train.iters=5", f"hydra.run.dir={b}", cwd=tmp_path)
+    assert cli("train", *args, "train.iters=3", f"hydra.run.dir={one_then_two}").code == 0
+    r = torchrun("train", *args, "train.iters=5", f"hydra.run.dir={one_then_two}", cwd=tmp_path)
     assert r.returncode == 0 and "resumed at iter 3" in r.stdout, r.stderr[-3000:]
     assert "cpu x2" in r.stdout and "parameters and buffers identical on all 2 ranks" in r.stdout
     want = torch.load(ref / "checkpoints" / "last.pt", weights_only=True)
-    for run, ranks in ((a, 1), (b, 2)):
+    for run, ranks in ((two, 2), (two_then_one, 1), (one_then_two, 2)):
         assert_close_losses(losses(ref), losses(run), [1, 2, 3, 4, 5])
         assert [row["iter"] for row in read_metrics(run)] == [1, 2, 3, 4, 5]  # none doubled
+        assert all(v is not None for row in read_metrics(run) for v in row.values())
         state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
         assert state["iter"] == 5 and len(state["rng"]) == ranks
         # the same global batches consumed, whatever the number of processes
