@@ -188,3 +188,20 @@ def test_progress_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "100 img/s" in out  # the rich bar's rate column, with the last losses
     assert out.count("[      5/10] d_loss -1.5  g_loss 2.25  img_per_s 100") == 1  # plain line
+
+
+def test_deterministic_algorithms_follow_each_run_of_the_process(cli, tmp_path):
+    """train.deterministic is process-wide state: a run with it on must not leave it on for
+    the next run of the same process (a sweep's jobs, the tests)."""
+    assert not torch.are_deterministic_algorithms_enabled()
+    try:
+        r = cli("train", *TINY, "train.iters=1", "train.deterministic=true",
+                f"hydra.run.dir={tmp_path / 'on'}")
+        assert r.code == 0, r
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        r = cli("train", *TINY, "train.iters=1", f"hydra.run.dir={tmp_path / 'off'}")
+        assert r.code == 0, r
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)

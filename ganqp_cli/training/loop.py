@@ -131,9 +131,12 @@ def configure_backends(cfg: DictConfig, device: torch.device) -> None:
     deterministic = bool(cfg.train.get("deterministic", False))
     if deterministic:  # cuBLAS needs its workspace fixed before its first call
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    # Process-wide, so set for every run. An op with no deterministic version (e.g. an
-    # augmentation's grid_sample backward on CUDA) warns instead of stopping the run.
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    # Process-wide, so set for every run that changes it (an earlier run in this process may
+    # have turned it on). An op with no deterministic version (e.g. an augmentation's
+    # grid_sample backward on CUDA) warns instead of stopping the run. Not called when it is
+    # off and stays off: the call imports torch's inductor (0.3 s of every start here).
+    if deterministic or torch.are_deterministic_algorithms_enabled():
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
     if device.type == "cuda":
         torch.cuda.set_device(device)
         # benchmark picks the fastest algorithm per run, which differs between runs
