@@ -105,6 +105,22 @@ def torchrun(*args: str, cwd: Path | None = None, script: str | None = None,
                           env=full_env)
 
 
+def seeded_inception_weights(home: Path) -> Path:
+    """Seeded random FID Inception weights, saved where pytorch-fid and ganqp look for the
+    real file (which cannot be downloaded here) under TORCH_HOME=home; TORCH_HOME is left
+    as it was."""
+    from ganqp_cli.metrics.inception import hub_weights_file, random_inception_weights
+    old = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(home)
+    try:
+        return random_inception_weights(hub_weights_file(), seed=0)
+    finally:
+        if old is None:
+            del os.environ["TORCH_HOME"]
+        else:
+            os.environ["TORCH_HOME"] = old
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 

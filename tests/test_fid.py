@@ -25,9 +25,9 @@ from ganqp_cli.data import Digits
 from ganqp_cli.metrics.digits import train_digits_classifier
 from ganqp_cli.metrics.extractors import make_extractor
 from ganqp_cli.metrics.frechet import frechet_distance
-from ganqp_cli.metrics.inception import hub_weights_file, random_inception_weights
 from ganqp_cli.metrics.kid import kid, kid_subsets
 from ganqp_cli.metrics.stats import Stats
+from tests.conftest import seeded_inception_weights
 
 
 def write_folders(root: Path, n: int) -> tuple[Path, Path]:
@@ -50,15 +50,7 @@ def write_folders(root: Path, n: int) -> tuple[Path, Path]:
 def env(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     root = tmp_path_factory.mktemp("fid")
     torch_home = root / "torch"
-    old = os.environ.get("TORCH_HOME")
-    os.environ["TORCH_HOME"] = str(torch_home)
-    try:
-        weights = random_inception_weights(hub_weights_file(), seed=0)
-    finally:
-        if old is None:
-            del os.environ["TORCH_HOME"]
-        else:
-            os.environ["TORCH_HOME"] = old
+    weights = seeded_inception_weights(torch_home)
     a, b = write_folders(root, 10)
     return SimpleNamespace(root=root, torch_home=torch_home, cache=root / "cache", a=a, b=b,
                            weights=weights)

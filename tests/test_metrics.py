@@ -5,7 +5,6 @@ networks run plainly; statistics files written concurrently; extraction precisio
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,11 +20,11 @@ from ganqp_cli.metrics import prdc as P
 from ganqp_cli.metrics import registry as R
 from ganqp_cli.metrics.digits import digits_input
 from ganqp_cli.metrics.extractors import Extractor, make_extractor
-from ganqp_cli.metrics.inception import hub_weights_file, random_inception_weights
 from ganqp_cli.metrics.inception_score import inception_score
 from ganqp_cli.metrics.reference import stats_key
 from ganqp_cli.metrics.resize import clean_resize
 from ganqp_cli.metrics.stats import Stats
+from tests.conftest import seeded_inception_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 FID_DEFAULTS = OmegaConf.load(ROOT / "conf" / "fid" / "default.yaml")
@@ -123,16 +122,7 @@ def test_clean_resize_equals_clean_fid() -> None:
 @pytest.fixture(scope="module")
 def inception_weights(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     home = tmp_path_factory.mktemp("torch")
-    old = os.environ.get("TORCH_HOME")
-    os.environ["TORCH_HOME"] = str(home)
-    try:
-        path = random_inception_weights(hub_weights_file(), seed=0)
-    finally:
-        if old is None:
-            del os.environ["TORCH_HOME"]
-        else:
-            os.environ["TORCH_HOME"] = old
-    return SimpleNamespace(home=home, path=path)
+    return SimpleNamespace(home=home, path=seeded_inception_weights(home))
 
 
 def pooled(t: torch.Tensor) -> torch.Tensor:
