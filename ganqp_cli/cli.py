@@ -191,6 +191,9 @@ def quiet_on_closed_pipe(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The `ganqp` command. argv None: this process is the command (the console script,
+    `python -m ganqp_cli`); a list: called from Python, which keeps its own Ctrl-C."""
+    entry = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     quiet_on_closed_pipe(argv)
     try:
@@ -200,6 +203,28 @@ def main(argv: list[str] | None = None) -> None:
         # (the first finishes the iteration and checkpoints): a line, not a traceback.
         print("ganqp: aborted (Ctrl-C)", file=sys.stderr)
         sys.exit(128 + signal.SIGINT)
+    finally:
+        if entry:
+            abort_at_once_on_ctrl_c()
+
+
+def abort_at_once_on_ctrl_c() -> None:
+    """From the command's end on, Ctrl-C ends the process at once with 130. What is left is
+    the interpreter's exit, whose atexit hooks (torch's among them) would otherwise print a
+    traceback of whichever one the KeyboardInterrupt hit: the second Ctrl-C of a stopped
+    training run, pressed while it exits, lands there."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def abort(signum: int, frame: object) -> None:
+        for stream in (sys.stdout, sys.stderr):  # what the command printed is kept
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - e.g. interrupted inside that stream's write
+                pass
+        os.write(2, b"ganqp: aborted (Ctrl-C)\n")
+        os._exit(128 + signal.SIGINT)
+    signal.signal(signal.SIGINT, abort)
 
 
 def dispatch(argv: list[str]) -> None:

@@ -4,9 +4,13 @@
 
 --slow=S    sleep S seconds after each training iteration, so that a signal sent once the
             first metrics row appears lands mid-run however fast the machine is;
+--paused=P  with --slow: write the iteration's number (1, 2, ...) to P as its pause begins,
+            so that a test can send a signal that lands inside an iteration;
 --marker=P  install a SIGUSR1 handler before ganqp starts, as submitit does (it requeues the
             job); the handler writes P with what the run directory held when it was called,
             which shows that ganqp called it after writing the checkpoint.
+
+ganqp runs as the console script does (main() reading sys.argv), Ctrl-C handling included.
 """
 
 from __future__ import annotations
@@ -38,14 +42,21 @@ def main() -> None:
     if "--slow" in opts:
         from ganqp_cli.training import loop
         step, pause = loop.iteration, float(opts["--slow"])
+        paused = Path(opts["--paused"]) if "--paused" in opts else None
+        count = 0
 
         def slow_iteration(*a: object, **k: object) -> object:
+            nonlocal count
             out = step(*a, **k)
+            count += 1
+            if paused is not None:
+                paused.write_text(str(count))
             time.sleep(pause)
             return out
         loop.iteration = slow_iteration
     from ganqp_cli.cli import main as ganqp
-    ganqp(rest)
+    sys.argv = ["ganqp", *rest]
+    ganqp()
 
 
 if __name__ == "__main__":

@@ -134,9 +134,12 @@ def test_a_signal_checkpoints_the_iteration_and_the_run_resumes_bitwise(
 
 
 def test_a_second_ctrl_c_aborts_at_once(tmp_path):
-    run = tmp_path / "run"
-    proc, out = launch(run, "--slow=1.0")  # the first SIGINT's iteration takes >= 1 s
-    wait_for(proc, out, training(run), "training started")
+    run, paused = tmp_path / "run", tmp_path / "paused"
+    # Both SIGINTs land in iteration 2's pause of 2 s (sent once the pause has begun: one
+    # sent as soon as row 1 exists can land before iteration 2, and the run then stops).
+    proc, out = launch(run, "--slow=2.0", f"--paused={paused}")
+    wait_for(proc, out, lambda: paused.is_file() and paused.read_text() == "2",
+             "iteration 2's pause")
     os.kill(proc.pid, signal.SIGINT)
     wait_for(proc, out, lambda: "SIGINT received" in out.read_text(), "the first SIGINT")
     os.kill(proc.pid, signal.SIGINT)  # while that iteration still has >= 1 s to go
@@ -147,7 +150,25 @@ def test_a_second_ctrl_c_aborts_at_once(tmp_path):
     assert status["status"] == "interrupted" and status["aborted"] is True, status
     # aborted inside the iteration: not finished, not logged, not checkpointed
     assert not (run / "checkpoints" / "last.pt").exists()
-    assert len(read_metrics(run)) == status["iter"] and "stopped at iteration" not in text
+    assert len(read_metrics(run)) == status["iter"] == 1 and "stopped at iteration" not in text
+
+
+def test_ctrl_c_while_the_command_exits_ends_it_at_once_without_a_traceback(tmp_path):
+    """The second Ctrl-C of a stopped run can come while the interpreter exits, inside an
+    atexit hook (torch registers some): exit 130 at once, with what was printed kept."""
+    code = ("import atexit, os, signal, sys, time\n"
+            "from ganqp_cli.cli import main\n"
+            "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(60)))\n"
+            "sys.argv = ['ganqp', '--help']\n"
+            "main()\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 130 and time.time() - start < 50, proc
+    assert "Traceback" not in proc.stderr and "ganqp: aborted (Ctrl-C)" in proc.stderr, proc
+    assert "usage: ganqp <command>" in proc.stdout  # printed before, and not lost
 
 
 @pytest.mark.slow
