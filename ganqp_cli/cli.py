@@ -107,16 +107,23 @@ def remove_refused_run_dir() -> None:
         out = Path(HydraConfig.get().runtime.output_dir).resolve()
     except ValueError:
         return
-    if out == Path.cwd().resolve() or not out.is_dir() or os.environ.get("RANK", "0") != "0":
+    if out == Path.cwd().resolve() or not out.is_dir():
         return
-    ours = out in CREATED and not (out / "checkpoints" / "last.pt").exists()
-    if ours or {p.name for p in out.iterdir()} <= {".hydra"}:
-        shutil.rmtree(out, ignore_errors=True)
-        cwd = Path.cwd().resolve()
-        for parent in out.parents:  # the empty date folders above it, inside the cwd
-            if parent == cwd or cwd not in parent.parents or any(parent.iterdir()):
-                break
-            parent.rmdir()
+    # Only rank 0 writes into the directory, so only it goes by what it created. Every rank
+    # removes a directory that holds nothing but Hydra's record: under torchrun, Hydra makes
+    # the (empty) directory again for a rank that starts after rank 0 removed it.
+    main_rank = os.environ.get("RANK", "0") == "0"
+    ours = main_rank and out in CREATED and not (out / "checkpoints" / "last.pt").exists()
+    try:  # other ranks may be removing the same folders
+        if ours or {p.name for p in out.iterdir()} <= {".hydra"}:
+            shutil.rmtree(out, ignore_errors=True)
+            cwd = Path.cwd().resolve()
+            for parent in out.parents:  # the empty date folders above it, inside the cwd
+                if parent == cwd or cwd not in parent.parents or any(parent.iterdir()):
+                    break
+                parent.rmdir()
+    except OSError:
+        pass
 
 
 def check_resolves(cfg: DictConfig) -> None:

@@ -203,6 +203,22 @@ def test_the_table_holds_at_least_60_rows_over_every_command():
     assert set(commands) == {"train", "sample", "reconstruct", "fid", "prepare"}
 
 
+def test_a_late_rank_removes_the_directory_hydra_made_for_it(cli, tmp_path, monkeypatch):
+    """Under torchrun Hydra makes the run directory on every rank; a rank that starts after
+    rank 0 has removed a refused run's directory makes it again, and must remove it too
+    (seen in CI). As rank 1, a refused run leaves nothing behind."""
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.chdir(tmp_path)  # the date folder above the run, inside the cwd, goes too
+    run = tmp_path / "day" / "run"
+    r = cli("train", *BASE, "arch.width=0", f"hydra.run.dir={run}")
+    assert r.code == 2 and r.err == "", r  # rank 0 is the one that says why
+    assert not run.exists() and not run.parent.exists()
+    (run / "checkpoints").mkdir(parents=True)  # a real run's directory stays
+    (run / "metrics.jsonl").write_text("")
+    assert cli("train", *BASE, "arch.width=0", f"hydra.run.dir={run}").code == 2
+    assert (run / "metrics.jsonl").is_file()
+
+
 @pytest.mark.slow
 def test_a_config_error_under_torchrun_is_said_once_and_every_rank_exits_2(tmp_path):
     run = tmp_path / "run"
