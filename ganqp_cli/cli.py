@@ -197,6 +197,9 @@ def quiet_on_closed_pipe(argv: list[str]) -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_IGN if training else signal.SIG_DFL)
 
 
+ABORTED = "ganqp: aborted (Ctrl-C)"
+
+
 def main(argv: list[str] | None = None) -> None:
     """The `ganqp` command. argv None: this process is the command (the console script,
     `python -m ganqp_cli`); a list: called from Python, which keeps its own Ctrl-C."""
@@ -208,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         # Ctrl-C in a command without a stop handler, or the second one of a training run
         # (the first finishes the iteration and checkpoints): a line, not a traceback.
-        print("ganqp: aborted (Ctrl-C)", file=sys.stderr)
+        print(ABORTED, file=sys.stderr)
         sys.exit(128 + signal.SIGINT)
     finally:
         if entry:
@@ -229,7 +232,7 @@ def abort_at_once_on_ctrl_c() -> None:
                 stream.flush()
             except Exception:  # noqa: BLE001 - e.g. interrupted inside that stream's write
                 pass
-        os.write(2, b"ganqp: aborted (Ctrl-C)\n")
+        os.write(2, f"{ABORTED}\n".encode())
         os._exit(128 + signal.SIGINT)
     signal.signal(signal.SIGINT, abort)
 

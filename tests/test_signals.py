@@ -23,9 +23,8 @@ import pytest
 import torch
 
 from ganqp_cli.cli import main
-from tests.conftest import assert_same_state, read_metrics
+from tests.conftest import ROOT, assert_same_state, read_metrics
 
-ROOT = Path(__file__).resolve().parents[1]
 ITERS = 12
 ARGS = ["res=16", "arch.width=0.125", "train.batch_size=16", f"train.iters={ITERS}",
         "train.log_every=1", "train.sample_every=0", "train.ckpt_every=1000",
