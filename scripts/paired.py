@@ -1,0 +1,105 @@
+"""Paired, alternated measurements for the benchmarks: the spread of a ratio, not one number.
+
+Every benchmark compares ganqp with a reference measured in the same run. One timing of
+each scatters by 1.5x on a shared 2-core machine, so a ratio is measured over pairs: each
+pair runs both sides back to back, the order alternating (A B, B A, A B, ...) so that a
+slow phase of the machine hits both sides alike, and the benchmark reports the minimum,
+median and maximum of the per-pair ratios. The medians of the odd and the even pairs are
+printed too: when they differ by more than a few per cent the machine was not quiet or
+there were too few pairs, and the median is not a figure to quote.
+
+    from paired import measure_pairs, Spread
+    ratios = measure_pairs(lambda: time_ours(), lambda: time_theirs(), pairs=7)
+    print(Spread.of(ratios).line("img/s ganqp / hand-written"))
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Spread:
+    """min / median / max of per-pair values, with the medians of the two interleaved
+    halves (odd and even pairs) as a check of stability."""
+
+    values: tuple[float, ...]
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread:
+        if not values:
+            raise ValueError("no measurements")
+        return cls(tuple(float(v) for v in values))
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def low(self) -> float:
+        return min(self.values)
+
+    @property
+    def high(self) -> float:
+        return max(self.values)
+
+    @property
+    def halves(self) -> tuple[float, float] | None:
+        """Medians of the odd and the even pairs (None with fewer than 4 pairs)."""
+        if len(self.values) < 4:
+            return None
+        return statistics.median(self.values[0::2]), statistics.median(self.values[1::2])
+
+    @property
+    def drift(self) -> float | None:
+        """Relative difference of the two halves' medians: what re-running would move the
+        median by, roughly."""
+        h = self.halves
+        if h is None or max(abs(h[0]), abs(h[1])) == 0:
+            return None
+        return abs(h[0] - h[1]) / max(abs(h[0]), abs(h[1]))
+
+    def line(self, what: str, fmt: str = ".3f") -> str:
+        text = (f"{what}: median {self.median:{fmt}} (min {self.low:{fmt}}, "
+                f"max {self.high:{fmt}}, {len(self.values)} pairs)")
+        if self.drift is not None:
+            a, b = self.halves
+            text += f"; halves {a:{fmt}} / {b:{fmt}} ({100 * self.drift:.1f}% apart)"
+        return text
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"median": self.median, "min": self.low, "max": self.high,
+                "pairs": len(self.values),
+                **({"drift": self.drift} if self.drift is not None else {})}
+
+
+def measure_pairs(a: Callable[[], float], b: Callable[[], float], pairs: int,
+                  ratio: Callable[[float, float], float] | None = None
+                  ) -> list[float]:
+    """Run `a` and `b` `pairs` times each, alternating which goes first; each call returns
+    its measurement (seconds, images/s, ...). Returns the per-pair ratios a/b (or
+    `ratio(a_value, b_value)`)."""
+    ratio = ratio or (lambda x, y: x / y)
+    out = []
+    for k in range(pairs):
+        if k % 2 == 0:
+            va = a()
+            vb = b()
+        else:
+            vb = b()
+            va = a()
+        out.append(ratio(va, vb))
+    return out
+
+
+def load_average() -> str:
+    """The 1-minute load average, printed beside every figure (a quiet machine reads < 1
+    per core's worth of other work)."""
+    try:
+        one, five, _ = os.getloadavg()
+    except OSError:
+        return "load average: unknown"
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"

@@ -1,0 +1,34 @@
+"""scripts/paired.py: the alternated pairs and the spread every benchmark prints."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from paired import Spread, measure_pairs  # noqa: E402
+
+
+def test_pairs_alternate_which_side_runs_first_and_give_per_pair_ratios():
+    calls: list[str] = []
+    values = iter([2.0, 1.0, 4.0, 2.0, 3.0, 1.0, 8.0, 2.0])
+
+    def side(name: str):
+        def run() -> float:
+            calls.append(name)
+            return next(values)
+        return run
+
+    ratios = measure_pairs(side("a"), side("b"), pairs=4)
+    assert calls == ["a", "b", "b", "a", "a", "b", "b", "a"]
+    # pair 2 ran b first: b=4, a=2 -> 0.5; pair 4: b=8, a=2 -> 0.25
+    assert ratios == [2.0, 0.5, 3.0, 0.25]
+
+
+def test_spread_reports_min_median_max_and_the_halves():
+    s = Spread.of([1.0, 1.2, 0.9, 1.1, 1.0])
+    assert (s.low, s.median, s.high) == (0.9, 1.0, 1.2)
+    assert s.halves == (1.0, 1.15)  # pairs 1, 3, 5 and 2, 4
+    assert abs(s.drift - 0.15 / 1.15) < 1e-12
+    line = s.line("ratio")
+    assert "median 1.000 (min 0.900, max 1.200, 5 pairs)" in line
+    assert Spread.of([1.0, 2.0]).halves is None
