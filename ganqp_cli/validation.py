@@ -35,6 +35,7 @@ def validate_train(cfg: DictConfig, world: int = 1) -> None:
               "or 0 for point data such as data=ring8")
     c.whole("seed", cfg.seed, 0)
     c.device("device", cfg.device)
+    c.boolean("cond", cfg.get("cond", False))
     if cfg.resume is not None:
         c.checkpoint_file("resume", cfg.resume)
     _train_keys(cfg.train, world)
