@@ -131,12 +131,14 @@ class Batches:
         self._labels_dev: torch.Tensor | None = None
         if data.in_memory:
             self.table = data.table()
-            if labels and self.table.labels is None:
-                raise TypeError(f"data set {data.name} has no labels")
             self._any_replaced = bool(self.table.replaced.any())
             n = self.table.rows.numel()
             self._identity = n == self.table.storage.shape[0] and torch.equal(
                 self.table.rows, torch.arange(n))
+            if labels and self.table.labels is None:
+                if not self._identity:  # item labels are storage labels only then
+                    raise TypeError(f"data set {data.name}: its table() has no labels")
+                self.table.labels = data.labels()
             if self.table.storage.nbytes <= resident_bytes:  # on the device (or CPU) as is
                 self._resident = (self.table.storage.to(device), self.table.rows.to(device))
                 if labels:
