@@ -6,6 +6,7 @@ the reference side (features, statistics, logits) and returns named numbers.
     pr   improved precision and recall (k=pr_k) precision, recall         higher is better
     dc   density and coverage (k=dc_k)         density, coverage          higher is better
     is   Inception Score (is_splits splits)    inception_score, _std      higher is better
+    ifid intra-class FID (conditional models)  ifid                       lower is better
 
 `ganqp fid` and FID during training both go through `compute`. Metrics that need the
 reference's features (kid, pr, dc) give None against a bare pytorch-fid .npz (mu, sigma).
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ganqp_cli.metrics import classwise
 from ganqp_cli.metrics.frechet import frechet_distance
 from ganqp_cli.metrics.inception_score import inception_score
 from ganqp_cli.metrics.kid import kid
@@ -118,6 +120,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            lambda r: f"IS {_num(r['inception_score'], '.4f')} ± "
                      f"{_num(r['inception_score_std'], '.2g')} ({r['is_splits']} splits)",
            needs_logits=True, needs_ref=False),
+    Metric("ifid", {"ifid": LOWER}, ("ifid_classes",), classwise.intra_fid, classwise.ifid_text,
+           needs_ref_features=True),
 )}
 
 # Every logged number that has a direction: what fid.best may name.
