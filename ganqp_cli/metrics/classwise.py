@@ -22,6 +22,7 @@ import re
 from typing import Any
 
 import numpy as np
+import torch
 
 from ganqp_cli.errors import UserError
 from ganqp_cli.metrics.frechet import frechet_distance
@@ -84,32 +85,75 @@ def ifid_text(r: dict[str, Any]) -> str:
 
 # ---- acc: the digits classifier reads the class ------------------------------------------------
 
-def digit_codes(classes: list[str] | None, channels: int) -> np.ndarray | None:
-    """(classes, channels) digits each class stands for, one per channel, when the digits
-    classifier fits: one channel and 10 classes whose names start with their digit ("3",
-    "3 - three"), or three channels and classes named by three digits ("042"); else None."""
-    if classes is None or channels not in (1, 3):
-        return None
-    if channels == 1 and len(classes) == 10:
-        ok = all(re.match(rf"{k}(\D|$)", str(c)) for k, c in enumerate(classes))
-        return np.arange(10).reshape(10, 1) if ok else None
-    if channels == 3 and all(re.fullmatch(r"\d{3}", str(c)) for c in classes):
-        return np.array([[int(d) for d in str(c)] for c in classes])
-    return None
+# Classes the digits classifier reads: 10 digits (the image's grey mean, as it reads the
+# digits), or the 1,000 three-digit numbers of stacked digits (one digit per channel R, G, B).
+PLACES = {10: 1, 1000: 3}
+_CLASSIFIER: dict[str, Any] = {}
 
 
-def check_acc_fits(classes: list[str] | None, channels: int, key: str) -> None:
-    if digit_codes(classes, channels) is None:
+def fits_digits(classes: list[str] | None) -> bool:
+    """Whether label k is the number k written in the digits the classifier reads: 10
+    classes named by their digit ("3", "3 - three"), or 1,000 named k ("042" or "42")."""
+    if classes is None or len(classes) not in PLACES:
+        return False
+    if len(classes) == 10:
+        return all(re.match(rf"{k}(\D|$)", str(c)) for k, c in enumerate(classes))
+    return all(str(c).isdigit() and int(c) == k for k, c in enumerate(classes))
+
+
+def check_acc_fits(classes: list[str] | None, key: str) -> None:
+    if not fits_digits(classes):
         shown = "none" if classes is None else ", ".join(map(str, classes[:5])) + \
             (", ..." if len(classes) > 5 else "")
         raise UserError(f"{key}: fid.metrics=[acc] reads each sample's class with the digits "
-                        "classifier, which fits 10 digit classes of one channel (data=digits, "
-                        "mnist) or three-digit classes of three channels (stacked digits); "
-                        f"these samples have {channels} channel(s) and classes {shown}. Leave "
-                        "acc out of fid.metrics.")
+                        "classifier, which fits the 10 digits (data=digits, mnist) and the "
+                        "1,000 three-digit numbers of stacked digits; these classes are "
+                        f"{shown}. Leave acc out of fid.metrics.")
 
 
-def accuracy(read: np.ndarray, labels: np.ndarray, codes: np.ndarray) -> float:
-    """The share of samples whose channels' digits (`read`, (n, channels)) are all those of
-    the class they were generated for."""
-    return float((read == codes[labels]).all(1).mean())
+def classifier(device: Any) -> Any:
+    """The digits classifier (trained and cached on first use), one per device."""
+    key = str(device)
+    if key not in _CLASSIFIER:
+        from ganqp_cli.metrics.digits import DigitsExtractor
+        with torch.random.fork_rng(devices=[]):  # leave the run's random stream alone
+            _CLASSIFIER.clear()
+            _CLASSIFIER[key] = DigitsExtractor.create(None, None, "legacy", False).to(device)
+    return _CLASSIFIER[key]
+
+
+def read_digits(images: torch.Tensor, net: Any) -> torch.Tensor:
+    """uint8 images (N, C, H, W) -> (N, 4): the digit the classifier reads in the image
+    (channels averaged), then in each of R, G, B (the one channel thrice for grey)."""
+    n, c, h, w = images.shape
+    whole = net.run(images, logits=True)[1].argmax(1)
+    per = net.run(images.reshape(n * c, 1, h, w), logits=True)[1].argmax(1).view(n, c)
+    return torch.cat([whole[:, None], per.expand(n, 3) if c == 1 else per], 1)
+
+
+def digit_probe(device: Any) -> tuple[Any, int]:
+    """What extraction runs on every generated batch for `acc`: (function, width)."""
+    net = classifier(device)
+    return (lambda images: read_digits(images, net).float()), 4
+
+
+def accuracy(inp: Any) -> dict[str, Any]:
+    labels, read = inp.gen.labels, inp.extras["acc"].astype(np.int64)
+    if labels is None:
+        raise UserError("fid.metrics=[acc] needs the class each sample was generated for: a "
+                        "class-conditional model (cond=true).")
+    places = PLACES.get(int(inp.gen.meta.get("n_classes", 0)))
+    if places is None:
+        raise UserError("fid.metrics=[acc] fits 10 digit classes or 1,000 stacked-digit "
+                        f"classes; these samples have {inp.gen.meta.get('n_classes')}.")
+    if places == 1:
+        right = read[:, 0] == labels
+    else:
+        want = np.stack([labels // 100, labels // 10 % 10, labels % 10], 1)
+        right = (read[:, 1:] == want).all(1)
+    return {"acc": float(right.mean()), "acc_n": int(len(labels))}
+
+
+def acc_text(r: dict[str, Any]) -> str:
+    return (f"class accuracy {r['acc']:.4f} (the digits classifier read {r['acc_n']} samples "
+            "as the class they were generated for)")

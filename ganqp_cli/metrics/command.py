@@ -89,6 +89,9 @@ def _measure(cfg: Any, dist: dist_.Dist) -> dict[str, Any]:
     gen_classes = run.classes if run is not None else gen.info.get("classes") if gen else None
     if _labelled(fc):
         classwise.check_generated(gen_classes, cfg)
+        if "acc" in [m.name for m in metrics]:
+            classwise.check_acc_fits(gen_classes, f"ckpt={cfg.ckpt}" if run is not None
+                                     else f"samples={cfg.samples}")
     extractor = extractor_for(fc, device)
     given = cfg.ref is not None or cfg.get("data") is not None or cfg.save_stats is not None
     if R.needs_reference(metrics) or given:

@@ -46,6 +46,8 @@ class FidMonitor:
         self.extractor = extractor_for(self.fc, device)
         # cond=true: samples of classes drawn with the data's frequencies
         self.class_counts = class_counts(data, len(data.classes)) if cfg.get("cond") else None
+        if "acc" in [m.name for m in self.metrics]:
+            classwise.check_acc_fits(data.classes, "fid.metrics")
         src = dataset_source(data, self.fc.ref_n, labels=classwise.needs_labels(self.metrics))
         self.ref, _ = reference_stats(src, self.extractor, self.fc, cache=bool(self.fc.cache))
         self.path = run_dir / "fid.jsonl"

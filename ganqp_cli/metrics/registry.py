@@ -7,6 +7,7 @@ the reference side (features, statistics, logits) and returns named numbers.
     dc   density and coverage (k=dc_k)         density, coverage          higher is better
     is   Inception Score (is_splits splits)    inception_score, _std      higher is better
     ifid intra-class FID (conditional models)  ifid                       lower is better
+    acc  classes read back (digits classifier) acc                        higher is better
 
 `ganqp fid` and FID during training both go through `compute`. Metrics that need the
 reference's features (kid, pr, dc) give None against a bare pytorch-fid .npz (mu, sigma).
@@ -43,6 +44,7 @@ class Inputs:
     fc: Any
     device: torch.device | None = None
     memo: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # the probes' outputs
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class Metric:
     needs_logits: bool = False
     needs_ref_features: bool = False
     needs_ref: bool = True
+    # (function, width) run on every batch of generated images, given the device; its
+    # outputs reach `compute` as Inputs.extras[name] (n, width).
+    probe: Callable[[Any], tuple[Callable[[torch.Tensor], torch.Tensor], int]] | None = None
 
 
 def _fid(inp: Inputs) -> dict[str, Any]:
@@ -122,6 +127,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            needs_logits=True, needs_ref=False),
     Metric("ifid", {"ifid": LOWER}, ("ifid_classes",), classwise.intra_fid, classwise.ifid_text,
            needs_ref_features=True),
+    Metric("acc", {"acc": HIGHER}, ("acc_n",), classwise.accuracy, classwise.acc_text,
+           needs_ref=False, probe=classwise.digit_probe),
 )}
 
 # Every logged number that has a direction: what fid.best may name.
@@ -143,6 +150,11 @@ def needs_logits(metrics: list[Metric]) -> bool:
 
 def needs_reference(metrics: list[Metric]) -> bool:
     return any(m.needs_ref for m in metrics)
+
+
+def probes(metrics: list[Metric], device: Any) -> dict[str, tuple[Callable, int]]:
+    """The per-batch functions of the selected metrics, by metric name."""
+    return {m.name: m.probe(device) for m in metrics if m.probe is not None}
 
 
 def compute(metrics: list[Metric], inp: Inputs) -> dict[str, Any]:
