@@ -103,7 +103,7 @@ def _measure(cfg: Any, dist: dist_.Dist) -> dict[str, Any]:
         print(f"saved reference statistics ({ref_desc}) to {cfg.save_stats}")
     if run is None and gen is None:
         return {"n_ref": ref.n}
-    if _labelled(fc):
+    if _labelled(fc) and ref is not None:
         # a checkpoint's class names (a folder's dataset.json holds indices only)
         classwise.check_reference(run.classes if run is not None else None,
                                   ref.meta.get("classes"), ref_desc)
