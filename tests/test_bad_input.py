@@ -106,6 +106,7 @@ ROWS = [
     ("train", "cond=true data=folder data.root={mixed}", "mixes labelled and unlabelled"),
     ("train", "cond=true data=folder data.root={gone}", "dataset.json names 1 image(s)"),
     ("train", "cond=true data=folder data.root={range}", "label -1 of img_001.png is out"),
+    ("train", "train.fid_every=1 fid.metrics=[fid,acc]", "acc measure a class-conditional"),
     # ---- sample: counts, batch, grid rows, interpolation, temperature, device, out, ckpt
     ("sample", "n=0", "n=0"),
     ("sample", "n=lots", "n='lots'"),
@@ -170,6 +171,9 @@ ROWS = [
     ("fid", "ckpt={adir}", "ckpt={adir} is a folder"),
     ("fid", "samples={imgs} fid.repeats=2", "fid.repeats=2"),
     ("fid", "", "nothing to measure"),
+    ("fid", "ckpt={ckpt} fid.extractor=digits fid.metrics=[fid,ifid]", "not class-conditional"),
+    ("fid", "ckpt={cckpt} fid.extractor=digits fid.metrics=[ifid] data=folder data.root={imgs} "
+     "res=16", "needs the class of every reference image"),
     # ---- prepare
     ("prepare", "data=digits res=17 out=p", "res=17"),
     ("prepare", "data=digits res=16 out={afile}/p", "{afile} is a file"),

@@ -47,11 +47,21 @@ def check_generated(classes: list[str] | None, cfg: Any) -> None:
                         "one), or leave ifid and acc out of fid.metrics.")
 
 
-def check_reference(gen: list[str] | None, ref: list[str] | None, ref_desc: str) -> None:
-    """ifid compares class k with class k: both sides must name the same classes."""
-    if ref is not None and gen is not None and list(gen) != list(ref):
+def check_reference(gen: list[str] | None, ref: Stats, ref_desc: str, metrics: list[Any]
+                    ) -> None:
+    """ifid compares class k with class k: the reference needs labels, and the same class
+    names as the samples (where both are known)."""
+    if not any(m.name == "ifid" for m in metrics):
+        return
+    if ref.labels is None:
+        raise UserError(f"fid.metrics=[ifid] needs the class of every reference image, but the "
+                        f"reference ({ref_desc}) has no labels. Use a data set with classes "
+                        "(the run's own, data=NAME), or ref=DIR of class subfolders or with a "
+                        "dataset.json.")
+    names = ref.meta.get("classes")
+    if names is not None and gen is not None and list(gen) != list(names):
         raise UserError(f"fid.metrics=[ifid]: the samples' classes ({', '.join(gen[:5])}, ...) "
-                        f"are not the reference's ({', '.join(map(str, ref[:5]))}, ...; "
+                        f"are not the reference's ({', '.join(map(str, names[:5]))}, ...; "
                         f"{ref_desc}); measure against the data set the model was trained on.")
 
 

@@ -105,8 +105,8 @@ def _measure(cfg: Any, dist: dist_.Dist) -> dict[str, Any]:
         return {"n_ref": ref.n}
     if _labelled(fc) and ref is not None:
         # a checkpoint's class names (a folder's dataset.json holds indices only)
-        classwise.check_reference(run.classes if run is not None else None,
-                                  ref.meta.get("classes"), ref_desc)
+        classwise.check_reference(run.classes if run is not None else None, ref, ref_desc,
+                                  metrics)
     if run is not None:
         counts = None if run.classes is None else run.class_counts or [1] * len(run.classes)
         draws = score_generator(run.G, run.z_dim, int(cfg.n), ref, extractor, fc, metrics,
