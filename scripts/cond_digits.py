@@ -27,7 +27,7 @@ from pathlib import Path
 
 def ganqp(*args: str) -> subprocess.CompletedProcess:
     cmd = ["nice", "-n", "10", sys.executable, "-m", "ganqp_cli", *args]
-    done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"failed: ganqp {' '.join(args)}\n{done.stderr}")
     return done
