@@ -13,8 +13,9 @@ import json
 
 import pytest
 
-# The middle between chance (0.1) and the lowest value over seeds 0-3: 0.880 (seed 0), ...
-BAR = 0.45
+# The middle between chance (0.1) and the lowest value over seeds 0-3 (0.880, 0.681, 0.618,
+# 0.879; ifid 3.57, 4.63, 5.01, 3.88; fid 2.87, 3.92, 4.34, 3.28 on 1,000 samples).
+BAR = 0.35
 RUN = ["cond=true", "res=16", "arch.width=0.25", "train.batch_size=32", "train.iters=300",
        "train.log_every=100", "train.sample_every=0", "train.ckpt_every=0", "train.workers=0",
        "train.threads=1", "seed=0"]
