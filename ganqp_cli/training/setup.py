@@ -58,13 +58,13 @@ class Setup:
     def __init__(self, cfg: DictConfig, dist: dist_.Dist, device: torch.device) -> None:
         self.cfg, self.dist, self.device = cfg, dist, device
         self.data = make(cfg.data, "data", res=cfg.res)
-        # cond=true: the data's class names (None: unconditional); the networks take the class
+        # cond=true: the data's class names and counts (None: unconditional)
         self.classes = run_classes(cfg.get("cond", False), self.data)
+        self.class_counts = class_counts(self.data, len(self.classes)) if self.classes else None
         self.objective: Objective = make(cfg.objective, "objective")
         arch = make(cfg.arch, "arch")
-        if self.classes is not None:
+        if self.classes is not None:  # the networks take the class
             arch = ConditionalArch(arch, len(self.classes))
-            self.class_counts = class_counts(self.data, len(self.classes))
         models = self.objective.build(arch, tuple(self.data.shape))
         if cfg.arch.get("sync_bn", False):  # the networks stay free of distributed code
             models = syncbn.convert(models, device.type)
