@@ -44,6 +44,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
             "images against a reference"),
     "prepare": ("ganqp_cli.prepare", "prepare_command",
                 "decode, crop and resize a data set once into a prepared set (data.root=OUT)"),
+    "report": ("ganqp_cli.report.command", "report_command",
+               "one self-contained HTML page of a run or a sweep: table, curves, grids"),
 }
 
 CONFIG_PATH = "pkg://ganqp_cli.conf"
@@ -62,7 +64,8 @@ def usage() -> str:
               "Documentation: README.md and docs/ in the ganqp repository:"]
     pages = {"train": "docs/training.md", "sample": "docs/training.md#sampling",
              "reconstruct": "docs/encoders.md", "fid": "docs/metrics.md",
-             "prepare": "docs/data.md#prepared-data-sets-ganqp-prepare"}
+             "prepare": "docs/data.md#prepared-data-sets-ganqp-prepare",
+             "report": "docs/report.md"}
     lines += [f"  {name:<{width}}  {page}" for name, page in pages.items()]
     return "\n".join(lines)
 
