@@ -87,7 +87,9 @@ def check_group_options(argv: list[str]) -> None:
                                 "critic steps and optimisers live under objective.* (e.g. "
                                 f"{new + bare[len(old):]}={value}).")
         group = conf.joinpath(*key.lstrip("+").split("/"))
-        if not group.is_dir() or any(c in value for c in "()[]{}$"):
+        if value.startswith("[") and value.endswith("]"):  # several options: logger=[a,b]
+            value = value[1:-1]
+        if not group.is_dir() or not value or any(c in value for c in "()[]{}$"):
             continue
         if key.lstrip("+").startswith("hydra/"):  # plugins add options (submitit_local):
             continue                              # Hydra checks its own groups

@@ -21,9 +21,9 @@ class TensorBoardTracker(Tracker):
     def __init__(self, run_dir: Path, resolved: dict[str, Any], start: int, dir: str = "tb"
                  ) -> None:
         from torch.utils.tensorboard import SummaryWriter
-        # purge_step: events a crashed run wrote after its checkpoint are hidden, so the
-        # resumed run's rows replace them instead of doubling them.
-        self.tb = SummaryWriter(str(run_dir / dir), purge_step=start if start else None)
+        # purge_step: events a crashed run wrote after its checkpoint (iteration `start`) are
+        # hidden, so the resumed run's rows replace them instead of doubling them.
+        self.tb = SummaryWriter(str(run_dir / dir), purge_step=start + 1 if start else None)
         if not start:
             self.tb.add_text("config", "```\n" + yaml.safe_dump(resolved, sort_keys=False)
                              + "```", 0)
