@@ -38,15 +38,16 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
         return [lo]
     raw = (hi - lo) / max(n - 1, 1)
     mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw / 1.5)
     first = math.floor(lo / step) * step
-    return [first + i * step for i in range(int(math.ceil((hi - first) / step)) + 1)]
+    return [round(first + i * step, 12)
+            for i in range(int(math.ceil((hi - first) / step - 1e-9)) + 1)]
 
 
 def log_ticks(lo: float, hi: float) -> list[float]:
     """Powers of ten (with 2 and 5 between them when the span is short) covering [lo, hi]."""
     a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-    mults = (1, 2, 5) if b - a <= 2 else (1,)
+    mults = (1, 2, 5) if b - a <= 3 else (1,)
     return [m * 10.0 ** e for e in range(a, b + 1) for m in mults
             if lo / 1.001 <= m * 10.0 ** e <= hi * 1.001] or [lo, hi]
 
