@@ -28,9 +28,10 @@ def validate_report(cfg: DictConfig) -> tuple[Path, Path, Settings]:
                                "DATE/TIME) or a folder holding runs")
     out = checks.output_file("out", cfg.out if cfg.out is not None else root / "report.html",
                              (".html", ".htm"))
-    s = Settings(grid_px=checks.whole("grid_px", cfg.grid_px, 8),
-                 strip=checks.whole("strip", cfg.strip, 0),
-                 strip_px=checks.whole("strip_px", cfg.strip_px, 8))
+    s = Settings(grid_px=checks.whole("grid_px", cfg.grid_px, 8, allow_none=True),
+                 strip=checks.whole("strip", cfg.strip, 0, allow_none=True),
+                 strip_px=checks.whole("strip_px", cfg.strip_px, 8, allow_none=True),
+                 jpeg=None if cfg.jpeg is None else checks.boolean("jpeg", cfg.jpeg))
     return root, out, s
 
 

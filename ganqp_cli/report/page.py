@@ -47,13 +47,29 @@ PRINT_SCRIPT = ("<script>addEventListener('beforeprint',function(){document."
                 "querySelectorAll('details').forEach(function(d){d.open=true})})</script>")
 
 
+# Beyond this many runs the grids are shown smaller and as JPEG (unless set): a report of a
+# thousand runs stays tens of megabytes, not hundreds (scripts/bench_report.py).
+MANY = 100
+
+
 @dataclass
 class Settings:
-    grid_px: int = 384     # the longer side of the best and last grids, at most
-    strip: int = 8         # grids in each run's strip over training
-    strip_px: int = 96     # the longer side of each of them
+    grid_px: int | None = None   # the longer side of the best and last grids, at most
+    strip: int | None = None     # grids in each run's strip over training
+    strip_px: int | None = None  # the longer side of each of them
+    jpeg: bool | None = None     # grids re-encoded as JPEG
     fig_width: int = 330
     fig_height: int = 220
+
+    def resolved(self, runs: int) -> Settings:
+        """Unset values chosen for a report of `runs` runs."""
+        many = runs > MANY
+
+        def pick(v: object, few: object, lots: object) -> object:
+            return v if v is not None else lots if many else few
+        return Settings(pick(self.grid_px, 384, 160), pick(self.strip, 8, 4),
+                        pick(self.strip_px, 96, 64), pick(self.jpeg, False, True),
+                        self.fig_width, self.fig_height)
 
 
 def num(v: float | None, digits: int = 4) -> str:
@@ -194,7 +210,7 @@ def samples(rows: list[Row], s: Settings) -> str:
     out = []
     for r in rows:
         for run in r.runs:
-            best, last, strip = grids.run_grids(run, s.grid_px, s.strip, s.strip_px)
+            best, last, strip = grids.run_grids(run, s.grid_px, s.strip, s.strip_px, s.jpeg)
             thumbs = "".join(_figure(g, "iteration", "thumb") for g in strip)
             out.append(
                 f'<div class="run" data-run="{escape(run.key)}"><h3>{swatch(r.index)}'
@@ -227,9 +243,9 @@ def keys_section(runs: list[Run]) -> str:
 
 
 def page(root: Path, rows: list[Row], s: Settings | None = None) -> str:
-    s = s or Settings()
     now = time.time()
     runs = [run for r in rows for run in r.runs]
+    s = (s or Settings()).resolved(len(runs))
     counts = {k: sum(run.status == k for run in runs) for k in table.STATUSES}
     summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
     parts = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
@@ -254,5 +270,7 @@ def page(root: Path, rows: list[Row], s: Settings | None = None) -> str:
         parts.append(f"<section class=\"block\"><h3>{block_title(block)}</h3>"
                      f"{curves(rs, s)}</section>")
     parts.append(f"<h2>Configuration keys that differ</h2>{keys_section(runs)}")
-    parts.append(f"<h2>Samples</h2>{samples(rows, s)}</body></html>")
+    how = (f"Grids at most {s.grid_px} px, a strip of {s.strip} at {s.strip_px} px"
+           + (", as JPEG" if s.jpeg else "") + " (grid_px=, strip=, strip_px=, jpeg= set them).")
+    parts.append(f'<h2>Samples</h2><p class="meta">{how}</p>{samples(rows, s)}</body></html>')
     return "\n".join(parts)
