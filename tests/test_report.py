@@ -165,3 +165,23 @@ def test_bad_input(cli, sweep, tmp_path, args, names):
     assert r.err.startswith("ganqp: error: ") and "Traceback" not in r.err
     assert names.format(**fill) in r.msg, r
     assert not (sweep / "report.html").exists()
+
+
+def test_config_interpolations_resolve_as_omegaconf_does(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from ganqp_cli.report.runs import read_config
+    monkeypatch.setenv("GANQP_REPORT_TEST", "/data")
+    cfg = {"res": "${oc.select:data.preset.res,128}", "w": "${oc.select:data.preset.w,0.5}",
+           "data": {"preset": {"res": 32, "it": "${train.n}"}, "root": "${oc.env:GANQP_DATA,"
+                    "data}/x", "env": "${oc.env:GANQP_REPORT_TEST}"},
+           "train": {"n": 7, "iters": "${oc.select:data.preset.it,100}", "s": "a${res}b"},
+           "l": ["${train.n}", {"k": "${res}"}], "none": None}
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    monkeypatch.delenv("GANQP_DATA", raising=False)
+    got, note = read_config(tmp_path)
+    assert note is None
+    assert got == OmegaConf.to_container(OmegaConf.create(cfg), resolve=True)
+    assert (got["res"], got["w"], got["train"]["iters"], got["train"]["s"]) == (32, 0.5, 7,
+                                                                                 "a32b")

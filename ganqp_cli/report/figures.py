@@ -62,13 +62,14 @@ def figures(rows: list[Row], width: int = 330, height: int = 220) -> list[Figure
     for source, keys in (("eval", evals), ("train", train)):
         for key in keys:
             svgs = []
+            points = {run.path: stats.series(run.evals if source == "eval" else run.metrics,
+                                             key) for _, run in runs}
             for a, (_, x_label, _) in enumerate(AXES):
                 series = []
                 for i, run in runs:
-                    points = stats.series(run.evals if source == "eval" else run.metrics, key)
                     axis = axes[run.path][a]
-                    xy = ([(float(it), v) for it, v in points] if axis is None
-                          else stats.at_iterations(axis, points))
+                    xy = ([(float(it), v) for it, v in points[run.path]] if axis is None
+                          else stats.at_iterations(axis, points[run.path]))
                     label = f"{rows[i].label}, seed {run.seed} ({run.key})"
                     series.append(svg.Series(label, color(rows[i].index), svg.thin(xy, budget),
                                              key=run.key))

@@ -23,9 +23,20 @@ NOT_CURVES = {"iter", "it_per_s", "img_per_s", "elapsed_s"}
 
 
 def finite(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    return type(v) in (int, float) and math.isfinite(v)  # bool is not a number here
 
 
+def memo(fn: Any) -> Any:
+    """fn(run) computed once per run (the page asks for the same numbers many times)."""
+    def once(run: Run) -> Any:
+        if fn.__name__ not in run.memo:
+            run.memo[fn.__name__] = fn(run)
+        return run.memo[fn.__name__]
+    once.__name__, once.__doc__ = fn.__name__, fn.__doc__
+    return once
+
+
+@memo
 def metric_keys(run: Run) -> list[str]:
     """The numbers its evaluations logged (fid, kid, precision, ..., and whatever new ones
     come), in the order first logged; spreads (`*_std`) go with their value, not alone."""
@@ -37,6 +48,7 @@ def metric_keys(run: Run) -> list[str]:
     return list(keys)
 
 
+@memo
 def curve_keys(run: Run) -> list[str]:
     """Every number metrics.jsonl logged (losses, the objective's statistics, regularisers,
     counters) less the metrics of fid.jsonl, which have their own figures."""
@@ -73,6 +85,7 @@ def at_best(run: Run, key: str) -> float | None:
     return float(row[key]) if finite(row.get(key)) else None
 
 
+@memo
 def intervals(run: Run) -> list[tuple[int, int, float, float | None]]:
     """(iteration, iterations in the interval ending there, their training seconds, images
     per iteration) for every logged row with a rate."""
@@ -87,6 +100,7 @@ def intervals(run: Run) -> list[tuple[int, int, float, float | None]]:
     return out
 
 
+@memo
 def seconds_per_iter(run: Run) -> float | None:
     """Training seconds per iteration: each logged interval's iterations over its rate."""
     parts = intervals(run)
@@ -94,6 +108,7 @@ def seconds_per_iter(run: Run) -> float | None:
     return sum(s for _, _, s, _ in parts) / iters if iters else None
 
 
+@memo
 def images_per_iter(run: Run) -> float | None:
     """Real images drawn per iteration (batch x (critic steps + 1)), as the log says."""
     per = [p for *_, p in intervals(run) if p is not None]
@@ -108,6 +123,7 @@ def images_per_second(run: Run) -> float | None:
     return per / s if s and per else None
 
 
+@memo
 def wall_seconds(run: Run) -> float | None:
     """The run's wall time: each process's last `elapsed_s`, summed over resumed segments
     (elapsed_s starts again from 0 in a resumed process)."""
@@ -122,6 +138,7 @@ def wall_seconds(run: Run) -> float | None:
     return total + last if last is not None else None
 
 
+@memo
 def time_axis(run: Run) -> dict[int, float]:
     """Training seconds at each logged iteration (cumulative)."""
     out, t = {}, 0.0
@@ -131,6 +148,7 @@ def time_axis(run: Run) -> dict[int, float]:
     return out
 
 
+@memo
 def image_axis(run: Run) -> dict[int, float]:
     """Real images drawn up to each logged iteration (cumulative), in thousands."""
     per = images_per_iter(run)
