@@ -104,13 +104,14 @@ def main() -> int:
         t = time.perf_counter()
         make_runs(tmp / "sweep", a.runs, a.rows, a.evals, a.grids)
         print(f"made {a.runs} runs in {time.perf_counter() - t:.0f} s; {load_average()}")
-        html = ""
+        html, cpu = "", []
 
         def ours() -> float:
             nonlocal html
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             html = page(tmp / "sweep", summarize(find_runs(tmp / "sweep")), Settings())
             (tmp / "report.html").write_text(html)
+            cpu.append(time.process_time() - c0)
             return time.perf_counter() - t0
 
         def reference() -> float:
@@ -128,6 +129,7 @@ def main() -> int:
               f"per run; grids {uris / 1e6:.1f} MB, figures {svgs / 1e6:.1f} MB); the runs' "
               f"files: {disk / 1e6:.1f} MB")
         print(Spread.of(times).line("seconds to write the report", ".1f"))
+        print(Spread.of(cpu).line("CPU seconds to write the report", ".1f"))
         print(Spread.of(ratios).line("report time / reading the runs' files", ".1f"))
         if a.browser:
             browser(tmp / "report.html")
