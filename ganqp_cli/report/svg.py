@@ -70,7 +70,7 @@ def _range(vals: list[float], log: bool) -> tuple[float, float]:
 
 
 def use_log(ys: list[float]) -> bool:
-    return bool(ys) and min(ys) > 0 and max(ys) / min(ys) >= 30
+    return bool(ys) and min(ys) > 0 and max(ys) / min(ys) >= 20
 
 
 def plot(series: list[Series], x_label: str, y_label: str, width: int = 330,
@@ -86,7 +86,7 @@ def plot(series: list[Series], x_label: str, y_label: str, width: int = 330,
     log = use_log([y for _, y in pts])
     x0, x1 = _range([x for x, _ in pts], False)
     y0, y1 = _range([y for _, y in pts], log)
-    left, right, top, bottom = 52, 8, 18 if title else 8, 34
+    left, right, top, bottom = 52, 14, 18 if title else 8, 34
     w, h = width - left - right, height - top - bottom
     xt = [t for t in nice_ticks(x0, x1) if x0 <= t <= x1] or [x0, x1]
     yt = log_ticks(y0, y1) if log else [t for t in nice_ticks(y0, y1) if y0 <= t <= y1]
