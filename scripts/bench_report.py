@@ -26,12 +26,14 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from paired import Spread, load_average, measure_pairs
 from PIL import Image
 
 from ganqp_cli.report.page import Settings, page
 from ganqp_cli.report.runs import find_runs
 from ganqp_cli.report.table import summarize
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/paired.py, from anywhere
+from paired import Spread, load_average, measure_pairs  # noqa: E402
 
 OBJECTIVES = ["gan-qp", "gan-qp-l2", "wgan-gp", "wgan-sn", "sgan-sn", "lsgan-sn", "hinge-sn",
               "wgan-div", "fgan-kl", "fgan-js"]
