@@ -212,11 +212,13 @@ def samples(rows: list[Row], s: Settings) -> str:
         for run in r.runs:
             best, last, strip = grids.run_grids(run, s.grid_px, s.strip, s.strip_px, s.jpeg)
             thumbs = "".join(_figure(g, "iteration", "thumb") for g in strip)
+            same = best is not None and last is not None and best.it == last.it
+            main = (_figure(last, "at the best FID and the last") if same else
+                    _figure(best, "at the best FID") + _figure(last, "last"))
             out.append(
                 f'<div class="run" data-run="{escape(run.key)}"><h3>{swatch(r.index)}'
                 f"{escape(r.label)}, seed {run.seed} <code>{escape(run.key)}</code></h3>"
-                f'<div class="grids">{_figure(best, "at the best FID")}'
-                f'{_figure(last, "last")}</div>'
+                f'<div class="grids">{main}</div>'
                 + (f'<p class="meta">over training:</p><div class="strip">{thumbs}</div>'
                    if len(strip) > 2 else "") + "</div>")
     return "".join(out)
