@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +77,6 @@ class Run:
     @property
     def command(self) -> str:
         """The command line that made this run (and resumes it in its directory)."""
-        import shlex
         return shlex.join(["ganqp", "train", *self.overrides,
                            f"hydra.run.dir={self.path.resolve()}"])
 
@@ -140,7 +141,6 @@ def _resolve_one(cfg: dict[str, Any], expr: str, depth: int) -> Any:
         v = _lookup(cfg, key.strip())
         return _default(default) if v is _ABSENT else _resolve(cfg, v, depth + 1)
     if expr.startswith("oc.env:"):
-        import os
         name, _, default = expr[len("oc.env:"):].partition(",")
         got = os.environ.get(name.strip())
         return got if got is not None else _default(default)
