@@ -60,7 +60,8 @@ def inputs(tmp_path_factory) -> dict[str, str]:
                          ("range", [["img_000.png", 0], ["img_001.png", -1]])):
         write_images(root / name, 2, size=(16, 16))
         (root / name / "dataset.json").write_text(json.dumps({"labels": labels}))
-    return {"ckpt": str(run / "checkpoints" / "last.pt"), "afile": str(root / "afile"),
+    return {"ckpt": str(run / "checkpoints" / "last.pt"), "rundir": str(run),
+            "afile": str(root / "afile"),
             "cckpt": str(cond / "checkpoints" / "last.pt"), "mixed": str(root / "mixed"),
             "gone": str(root / "gone"), "range": str(root / "range"),
             "corrupt": str(root / "corrupt.pt"), "text": str(root / "text.pt"),
@@ -186,6 +187,16 @@ ROWS = [
     ("prepare", "data=digits res=16 out=p overwrite=maybe", "overwrite='maybe'"),
     ("prepare", "res=16 out=p", "data= is required"),
     ("prepare", "data=folder data.root={gone} res=16 out=p", "dataset.json names 1 image(s)"),
+    # ---- report
+    ("report", "runs={adir}", "runs={adir} holds no run of `ganqp train`"),
+    ("report", "runs=/no/such/dir", "runs=/no/such/dir is not a directory"),
+    ("report", "runs={rundir} out=/proc/report.html", "/proc is not writable"),
+    ("report", "runs={rundir} out={afile}/report.html", "{afile} is a file"),
+    ("report", "runs={rundir} out=report.pdf", "out='report.pdf'"),
+    ("report", "", "runs is required"),
+    # ---- train's logger group (a missing package: tests/test_trackers.py)
+    ("train", "logger=neptune", "logger=neptune is not an option"),
+    ("train", "logger=[csv,neptune]", "logger=neptune is not an option"),
 ]
 
 
@@ -225,7 +236,7 @@ def test_bad_input_is_one_paragraph_exit_2_and_leaves_nothing(cli, inputs, tmp_p
 def test_the_table_holds_at_least_60_rows_over_every_command():
     commands = [(r.values if hasattr(r, "values") else r)[0] for r in ROWS]
     assert len(ROWS) >= 60
-    assert set(commands) == {"train", "sample", "reconstruct", "fid", "prepare"}
+    assert set(commands) == {"train", "sample", "reconstruct", "fid", "prepare", "report"}
 
 
 def test_a_late_rank_removes_the_directory_hydra_made_for_it(cli, tmp_path, monkeypatch):
