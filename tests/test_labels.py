@@ -194,3 +194,20 @@ def test_bad_label_files_are_refused_naming_the_file(tmp_path, labels, says):
     with pytest.raises(UserError, match="dataset.json") as err:
         d.classes  # noqa: B018
     assert says in str(err.value)
+
+
+def test_a_table_without_labels_takes_the_item_labels():
+    """An in-memory data set whose table() carries no labels (item i is storage row i) gets
+    its labels() gathered by the stream's own indices."""
+    from ganqp_cli.data.base import full_table
+
+    class Bare(Digits):
+        def table(self):
+            return full_table(self.tensor)
+
+    d = Bare(16)
+    b = Batches(d, 8, seed=5, device=CPU, workers=0, labels=True)
+    for j in range(3):
+        x = b.next_raw()
+        idx, _ = b.sampler.batch_keys(j)
+        assert torch.equal(x, d.tensor[idx]) and torch.equal(b.labels, d.labels()[idx])
