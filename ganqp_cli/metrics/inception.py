@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganqp_cli.errors import UserError
+from ganqp_cli.metrics.conv_fusion import fold_conv_units
 from ganqp_cli.metrics.extractor_base import Extractor, file_digest, to_rgb
 from ganqp_cli.metrics.resize import clean_resize, legacy_resize
 
@@ -107,8 +108,9 @@ def random_inception_weights(path: Path, seed: int = 0) -> Path:
 
 
 class InceptionExtractor(Extractor):
-    """pytorch-fid's InceptionV3 features (faster through channels_last and inference mode,
-    with the same arithmetic) and its 1008 unbiased logits."""
+    """pytorch-fid's InceptionV3 features (faster through channels_last, inference mode and
+    conv -> BatchNorm -> ReLU folded into one convolution, equal within float32 rounding) and
+    its 1008 unbiased logits."""
 
     name = "inception"
     n_classes = 1008
@@ -128,6 +130,7 @@ class InceptionExtractor(Extractor):
                             "pt_inception-2015-12-05-6726825d.pth.") from None
         self.dims = dims
         self.weights_id = f"{path.stem}-{digest}"
+        fold_conv_units(net.eval())
         pool = nn.MaxPool2d(kernel_size=3, stride=2)
         self.stages = nn.ModuleList(nn.Sequential(*s) for s in (
             [net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3, pool],
