@@ -15,6 +15,9 @@ ckpt: n samples of a checkpoint (--ckpt, or a 1-iteration digits run made here) 
    and measured in one step, against the two-step route: `ganqp sample format=folder` then
    pytorch-fid on the folder.
 distance: pytorch-fid's sqrtm against ganqp's eigenvalue route, 2048-d statistics.
+profile (not run by default): where ganqp's time goes, per image: decoding (in --workers
+   threads), resizing, the network; the network's time by kind of operation (torch
+   profiler, self time), beside pytorch-fid's network on the same images.
 clean (not run by default): ganqp with fid.resize=clean (PIL bicubic) against the legacy
    resize, both ganqp.
 metrics (not run by default): every metric of the registry on --knn-n generated and --knn-n
@@ -73,7 +76,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--ckpt", default=None)
     ap.add_argument("--sections", default="folder,ckpt,distance",
-                    help="any of folder, ckpt, distance, clean, metrics")
+                    help="any of folder, ckpt, distance, profile, clean, metrics")
     ap.add_argument("--knn-n", type=int, default=10000,
                     help="features per side in the metrics section")
     args = ap.parse_args()
@@ -106,6 +109,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     img_per_s = None
     if "folder" in args.sections or "metrics" in args.sections:
         img_per_s = bench_folder(args, folder, device, *models)
+    if "profile" in args.sections:
+        bench_profile(args, folder, device, *models)
     if "clean" in args.sections:
         bench_clean(args, folder, device)
     if "ckpt" in args.sections:
@@ -154,6 +159,70 @@ def bench_folder(args: argparse.Namespace, folder: Path, device: torch.device, t
           f"difference {diff:.1e} (relative)")
     print("           " + Spread.of(ratios).line("ganqp / pytorch-fid speed", ".2f"), flush=True)
     return args.n / statistics.median(logs[1])
+
+
+KINDS = (("convolution", ("convolution",)), ("batch norm", ("batch_norm",)),
+         ("relu", ("relu", "clamp_min")), ("concatenation", ("aten::cat",)),
+         ("pooling", ("pool",)), ("resize", ("upsample",)))
+
+
+def op_shares(fn: Callable[[], object]) -> str:
+    """One run of `fn` under torch's profiler: self time by kind of operation."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    totals: dict[str, float] = {}
+    for ev in prof.key_averages():
+        kind = next((k for k, keys in KINDS if any(key in ev.key for key in keys)), "other")
+        totals[kind] = totals.get(kind, 0.0) + ev.self_cpu_time_total
+    whole = sum(totals.values())
+    return " | ".join(f"{k} {100 * v / whole:.0f}%"
+                      for k, v in sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+def bench_profile(args: argparse.Namespace, folder: Path, device: torch.device,
+                  theirs_model, ours_model) -> None:
+    """Decoding, resizing and the network of ganqp's extraction, timed apart."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ganqp_cli.metrics.features import decode
+    files = sorted(folder.glob("*.png"))
+    logs: dict[str, list[float]] = {"decode": [], "resize": [], "network": [],
+                                    "pytorch-fid": []}
+
+    def clock(name: str, fn: Callable[[], object]) -> object:
+        t0 = time.perf_counter()
+        out = fn()
+        logs[name][-1] += (time.perf_counter() - t0) / args.n
+        return out
+
+    def ours_network(images: torch.Tensor) -> None:
+        with torch.inference_mode():
+            x = clock("resize", lambda: ours_model.network_input(images.to(device)))
+            clock("network", lambda: ours_model.network(x, False))
+
+    def theirs_network(images: torch.Tensor) -> None:
+        with torch.no_grad():  # pytorch-fid's resize is inside its network
+            theirs_model(images.to(device).float() / 255)
+
+    for _ in range(args.pairs):
+        for log in logs.values():
+            log.append(0.0)
+        with ThreadPoolExecutor(args.workers) as pool:
+            images = clock("decode", lambda: torch.stack(list(pool.map(decode, files))))
+        for part in images.split(args.batch):
+            ours_network(part)
+        for part in images.split(50):  # pytorch-fid's batch
+            clock("pytorch-fid", lambda part=part: theirs_network(part))
+    ms = {k: 1000 * statistics.median(v) for k, v in logs.items()}
+    print(f"profile    ganqp per image (medians of {args.pairs}): decode {ms['decode']:.1f} ms "
+          f"({args.workers} threads), resize {ms['resize']:.1f} ms, network "
+          f"{ms['network']:.1f} ms; pytorch-fid's network (its resize included) "
+          f"{ms['pytorch-fid']:.1f} ms")
+    batch = images[:args.batch]
+    print(f"           ganqp network by operation:       {op_shares(lambda: ours_network(batch))}")
+    print(f"           pytorch-fid network by operation: "
+          f"{op_shares(lambda: theirs_network(batch[:50]))}", flush=True)
 
 
 def bench_clean(args: argparse.Namespace, folder: Path, device: torch.device) -> None:

@@ -160,13 +160,17 @@ class InceptionExtractor(Extractor):
         state, path, digest = on_main(read)
         return cls(state, path, digest, 2048 if dims is None else dims, resize, tf32)
 
-    def _run(self, images: torch.Tensor, logits: bool
-             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def network_input(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> the network's input: RGB, 299 x 299, in [-1, 1], channels_last."""
         if self.resize == "clean":
             x = to_rgb(clean_resize(images, INCEPTION_RES).to(images.device)).div(255)
         else:
             x = legacy_resize(to_rgb(images).float().div(255), INCEPTION_RES)
-        x = (2 * x - 1).contiguous(memory_format=torch.channels_last)
+        return (2 * x - 1).contiguous(memory_format=torch.channels_last)
+
+    def network(self, x: torch.Tensor, logits: bool
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Features (and logits) of a network input."""
         feats = out = None
         for i, stage in enumerate(self.stages):
             if i > self.last and not logits:
@@ -178,3 +182,7 @@ class InceptionExtractor(Extractor):
             pool3 = F.adaptive_avg_pool2d(x, 1).flatten(1)
             out = pool3 @ self.fc.weight.T
         return feats.float(), out
+
+    def _run(self, images: torch.Tensor, logits: bool
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.network(self.network_input(images), logits)
