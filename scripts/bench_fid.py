@@ -16,8 +16,8 @@ ckpt: n samples of a checkpoint (--ckpt, or a 1-iteration digits run made here) 
    pytorch-fid on the folder.
 distance: pytorch-fid's sqrtm against ganqp's eigenvalue route, 2048-d statistics.
 profile (not run by default): where ganqp's time goes, per image: decoding (in --workers
-   threads), resizing, the network; the network's time by kind of operation (torch
-   profiler, self time), beside pytorch-fid's network on the same images.
+   threads), resizing, the network; the two networks alone in alternated pairs, in wall
+   and CPU time; each network's time by kind of operation (torch profiler, self time).
 clean (not run by default): ganqp with fid.resize=clean (PIL bicubic) against the legacy
    resize, both ganqp.
 metrics (not run by default): every metric of the registry on --knn-n generated and --knn-n
@@ -73,6 +73,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--pairs", type=int, default=7, help="alternated pairs per section")
     ap.add_argument("--distance-pairs", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--ckpt", default=None)
     ap.add_argument("--sections", default="folder,ckpt,distance",
@@ -81,6 +82,8 @@ def main() -> None:
                     help="features per side in the metrics section")
     args = ap.parse_args()
     args.sections = set(args.sections.split(","))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"start: {load_average()}")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_fid_") as tmp:
@@ -182,47 +185,66 @@ def op_shares(fn: Callable[[], object]) -> str:
 
 def bench_profile(args: argparse.Namespace, folder: Path, device: torch.device,
                   theirs_model, ours_model) -> None:
-    """Decoding, resizing and the network of ganqp's extraction, timed apart."""
+    """Decoding, resizing and the network of ganqp's extraction, timed apart; the networks
+    alone (ganqp's with its resize, pytorch-fid's with its own) in alternated pairs, in wall
+    time and in the process's CPU time (all threads; less sensitive to other load)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from ganqp_cli.metrics.features import decode
     files = sorted(folder.glob("*.png"))
-    logs: dict[str, list[float]] = {"decode": [], "resize": [], "network": [],
-                                    "pytorch-fid": []}
+    wall: dict[str, list[float]] = {"decode": [], "resize": [], "ganqp": [], "pytorch-fid": []}
+    cpu: dict[str, list[float]] = {"ganqp": [], "pytorch-fid": []}
 
     def clock(name: str, fn: Callable[[], object]) -> object:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
-        logs[name][-1] += (time.perf_counter() - t0) / args.n
+        wall[name].append((time.perf_counter() - t0) / args.n)
+        if name in cpu:
+            cpu[name].append((time.process_time() - c0) / args.n)
         return out
 
-    def ours_network(images: torch.Tensor) -> None:
-        with torch.inference_mode():
-            x = clock("resize", lambda: ours_model.network_input(images.to(device)))
-            clock("network", lambda: ours_model.network(x, False))
-
-    def theirs_network(images: torch.Tensor) -> None:
-        with torch.no_grad():  # pytorch-fid's resize is inside its network
-            theirs_model(images.to(device).float() / 255)
-
-    for _ in range(args.pairs):
-        for log in logs.values():
-            log.append(0.0)
-        with ThreadPoolExecutor(args.workers) as pool:
+    with ThreadPoolExecutor(args.workers) as pool:
+        for _ in range(args.pairs):
             images = clock("decode", lambda: torch.stack(list(pool.map(decode, files))))
-        for part in images.split(args.batch):
-            ours_network(part)
-        for part in images.split(50):  # pytorch-fid's batch
-            clock("pytorch-fid", lambda part=part: theirs_network(part))
-    ms = {k: 1000 * statistics.median(v) for k, v in logs.items()}
-    print(f"profile    ganqp per image (medians of {args.pairs}): decode {ms['decode']:.1f} ms "
-          f"({args.workers} threads), resize {ms['resize']:.1f} ms, network "
-          f"{ms['network']:.1f} ms; pytorch-fid's network (its resize included) "
-          f"{ms['pytorch-fid']:.1f} ms")
-    batch = images[:args.batch]
-    print(f"           ganqp network by operation:       {op_shares(lambda: ours_network(batch))}")
+
+    def ours_network(part: torch.Tensor) -> None:
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            x = ours_model.network_input(part.to(device))
+            resize[0] += time.perf_counter() - t0
+            ours_model.network(x, False)
+
+    def theirs_network(part: torch.Tensor) -> None:
+        with torch.no_grad():  # pytorch-fid's resize is inside its network
+            theirs_model(part.to(device).float() / 255)
+
+    def ours() -> float:
+        resize[0] = 0.0
+        clock("ganqp", lambda: [ours_network(part) for part in images.split(args.batch)])
+        wall["resize"].append(resize[0] / args.n)
+        return wall["ganqp"][-1]
+
+    def theirs() -> float:  # pytorch-fid's batch
+        clock("pytorch-fid", lambda: [theirs_network(part) for part in images.split(50)])
+        return wall["pytorch-fid"][-1]
+
+    resize = [0.0]
+    ratios = measure_pairs(theirs, ours, args.pairs)
+    ms = {k: 1000 * statistics.median(v) for k, v in wall.items()}
+    cms = {k: 1000 * statistics.median(v) for k, v in cpu.items()}
+    print(f"profile    per image, medians: decode {ms['decode']:.1f} ms ({args.workers} "
+          f"threads) | ganqp resize {ms['resize']:.1f} ms, resize + network {ms['ganqp']:.1f} "
+          f"ms wall, {cms['ganqp']:.1f} ms CPU | pytorch-fid's network (its resize "
+          f"included) {ms['pytorch-fid']:.1f} ms wall, {cms['pytorch-fid']:.1f} ms CPU")
+    cpu_ratios = [a / b for a, b in zip(cpu["pytorch-fid"], cpu["ganqp"], strict=True)]
+    print("           " + Spread.of(ratios).line("networks alone, ganqp / pytorch-fid speed",
+                                                 ".2f"))
+    print("           " + Spread.of(cpu_ratios).line(
+        "networks alone, pytorch-fid / ganqp CPU time", ".2f"))
+    part = images[:args.batch]
+    print(f"           ganqp network by operation:       {op_shares(lambda: ours_network(part))}")
     print(f"           pytorch-fid network by operation: "
-          f"{op_shares(lambda: theirs_network(batch[:50]))}", flush=True)
+          f"{op_shares(lambda: theirs_network(part[:50]))}", flush=True)
 
 
 def bench_clean(args: argparse.Namespace, folder: Path, device: torch.device) -> None:
