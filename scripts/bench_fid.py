@@ -349,6 +349,11 @@ def bench_metrics(args: argparse.Namespace, device: torch.device, img_per_s: flo
           f"({100 * total / extraction:5.1f} % of extraction)")
     print(f"  extraction of the {2 * n} images at {img_per_s:.1f} img/s: {extraction:8.1f} s "
           f"(EXTRAPOLATED from the {args.n} images timed in the folder section)")
+    if n != 10000:  # the k-NN passes cost n^2 d: scaled to the standard 10k per side
+        knn = times["pr + dc (k 3, 5), reference radii computed"] * (10000 / n) ** 2
+        print(f"  pr + dc at 10000 per side: {knn:.1f} s, {100 * knn / (20000 / img_per_s):.1f} % "
+              f"of extracting 20000 images (both EXTRAPOLATED: k-NN as n^2 from {n}, "
+              "extraction linearly)")
 
 
 if __name__ == "__main__":
