@@ -53,7 +53,8 @@ def inputs(tmp_path_factory) -> dict[str, str]:
     write_images(root / "imgs", 4, size=(16, 16))
     write_images(root / "bombs", 3, size=(16, 16))
     png_header_only(root / "bombs" / "huge.png", 20000, 10000)
-    return {"ckpt": str(run / "checkpoints" / "last.pt"), "afile": str(root / "afile"),
+    return {"ckpt": str(run / "checkpoints" / "last.pt"), "rundir": str(run),
+            "afile": str(root / "afile"),
             "corrupt": str(root / "corrupt.pt"), "text": str(root / "text.pt"),
             "other": str(root / "other.pt"), "adir": str(root / "empty"),
             "imgs": str(root / "imgs"), "bombs": str(root / "bombs")}
@@ -160,6 +161,16 @@ ROWS = [
     ("prepare", "data=digits res=16 out={adir}", "out={adir} exists"),
     ("prepare", "data=digits res=16 out=p overwrite=maybe", "overwrite='maybe'"),
     ("prepare", "res=16 out=p", "data= is required"),
+    # ---- report
+    ("report", "runs={adir}", "runs={adir} holds no run of `ganqp train`"),
+    ("report", "runs=/no/such/dir", "runs=/no/such/dir is not a directory"),
+    ("report", "runs={rundir} out=/proc/report.html", "/proc is not writable"),
+    ("report", "runs={rundir} out={afile}/report.html", "{afile} is a file"),
+    ("report", "runs={rundir} out=report.pdf", "out='report.pdf'"),
+    ("report", "", "runs is required"),
+    # ---- train's logger group (a missing package: tests/test_trackers.py)
+    ("train", "logger=neptune", "logger=neptune is not an option"),
+    ("train", "logger=[csv,neptune]", "logger=neptune is not an option"),
 ]
 
 
@@ -199,7 +210,7 @@ def test_bad_input_is_one_paragraph_exit_2_and_leaves_nothing(cli, inputs, tmp_p
 def test_the_table_holds_at_least_60_rows_over_every_command():
     commands = [(r.values if hasattr(r, "values") else r)[0] for r in ROWS]
     assert len(ROWS) >= 60
-    assert set(commands) == {"train", "sample", "reconstruct", "fid", "prepare"}
+    assert set(commands) == {"train", "sample", "reconstruct", "fid", "prepare", "report"}
 
 
 def test_the_docs_quote_the_tables_row_counts():
