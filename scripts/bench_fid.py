@@ -195,9 +195,12 @@ def bench_profile(args: argparse.Namespace, folder: Path, device: torch.device,
     wall: dict[str, list[float]] = {"decode": [], "resize": [], "ganqp": [], "pytorch-fid": []}
     cpu: dict[str, list[float]] = {"ganqp": [], "pytorch-fid": []}
 
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
     def clock(name: str, fn: Callable[[], object]) -> object:
         t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
+        sync()
         wall[name].append((time.perf_counter() - t0) / args.n)
         if name in cpu:
             cpu[name].append((time.process_time() - c0) / args.n)
@@ -211,6 +214,7 @@ def bench_profile(args: argparse.Namespace, folder: Path, device: torch.device,
         with torch.inference_mode():
             t0 = time.perf_counter()
             x = ours_model.network_input(part.to(device))
+            sync()
             resize[0] += time.perf_counter() - t0
             ours_model.network(x, False)
 
