@@ -9,8 +9,10 @@ Also: under torchrun a config error is said once and every rank exits 2, and bad
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -237,6 +239,23 @@ def test_the_table_holds_at_least_60_rows_over_every_command():
     commands = [(r.values if hasattr(r, "values") else r)[0] for r in ROWS]
     assert len(ROWS) >= 60
     assert set(commands) == {"train", "sample", "reconstruct", "fid", "prepare", "report"}
+
+
+def test_the_docs_quote_the_tables_row_counts():
+    """README.md and docs/reliability.md give the number of bad inputs: the rows of ROWS,
+    per command too. A row added here without the docs fails this test."""
+    counts = Counter((r.values if hasattr(r, "values") else r)[0] for r in ROWS)
+    readme = (ROOT / "README.md").read_text()
+    assert re.findall(r"(\d+) kinds of bad input", readme) == [str(len(ROWS))]
+    page = " ".join((ROOT / "docs" / "reliability.md").read_text().split())  # lines joined
+    found = re.findall(r"\*\*(\d+) bad inputs refused\*\* \(((?:\d+ [a-z]+(?:, )?)+);", page)
+    assert len(found) == 1, "docs/reliability.md: '**N bad inputs refused** (n train, ...;'"
+    total, per = found[0]
+    assert int(total) == len(ROWS)
+    assert {cmd: int(n) for n, cmd in (part.split() for part in per.split(", "))} == counts
+    cuda_rows = sum(1 for r in ROWS if hasattr(r, "marks") and NO_CUDA in r.marks)
+    assert f"the {cuda_rows} `device=cuda` rows are skipped" in page
+    assert f"with CUDA, where {len(ROWS) - cuda_rows} run" in page
 
 
 def test_a_late_rank_removes_the_directory_hydra_made_for_it(cli, tmp_path, monkeypatch):

@@ -8,6 +8,7 @@
     extractor_base   the Extractor interface and its helpers (imports no other module here)
     inception, digits
                      the feature (and logit) extractors, on extractor_base
+    conv_fusion      the Inception's conv -> BatchNorm -> ReLU units folded for inference
     extractors       the factory: fid.extractor -> an extractor (imports both)
     features         image sources and sharded extraction
     reference        cached reference statistics (rank 0 reads and writes the cache)
