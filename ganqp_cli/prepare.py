@@ -179,11 +179,15 @@ def prepare_command(cfg: DictConfig) -> dict[str, Any]:
     out = check_settings(cfg)
     src = open_source(cfg)
     channels, res, n = src.shape[0], int(cfg.res), len(src)
-    writer = PreparedWriter(out, n, res, channels, source_record(cfg, src))
+    classes = src.classes  # a label file is read (and refused if bad) before anything is written
+    labels = src.labels().numpy() if classes is not None else None
+    writer = PreparedWriter(out, n, res, channels, source_record(cfg, src), classes, labels)
     if writer.done:
         print(f"prepare: resuming {partial_dir(out)} at image {writer.done} of {n}")
     print(f"prepare: {n} images of data={cfg.data.get('name')} -> {out} at {res} px, "
-          f"{channels} channel(s), {n * channels * res * res / 2**30:.2f} GiB")
+          f"{channels} channel(s), {n * channels * res * res / 2**30:.2f} GiB, "
+          + (f"{len(classes)} classes" if classes is not None
+             else f"no labels ({src.unlabelled})"))
     _SOURCE = src
     progress, t0 = Progress(n, writer.done), time.time()
     try:
@@ -209,4 +213,4 @@ def prepare_command(cfg: DictConfig) -> dict[str, Any]:
              + ", ".join(u["item"] for u in meta["unreadable"][:5]) if skipped else "")
           + f"\nsha256 {meta['sha256']}\ntrain with: data.root={out} res={res}")
     return {"count": n, "res": res, "channels": channels, "unreadable": skipped,
-            "sha256": meta["sha256"], "out": str(out)}
+            "sha256": meta["sha256"], "out": str(out), "classes": classes}

@@ -151,6 +151,11 @@ def reconstruct_command(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"ckpt={cfg.ckpt} was trained with objective={run.objective.name}, "
                         "which has no encoder; reconstruction needs a checkpoint of an encoder "
                         "model (objective=bigan-qp or objective=o-gan).")
+    if run.classes is not None:
+        raise UserError(f"ckpt={cfg.ckpt} is class-conditional (trained with cond=true): its "
+                        "encoder and generator need each image's class, which ganqp "
+                        "reconstruct does not give them; reconstruct from a model trained "
+                        "with cond=false.")
     mode = cfg.mode
     if mode != "encode" and not is_image_shape(run.shape):
         raise UserError(f"mode={mode} draws image grids; this checkpoint models points of "

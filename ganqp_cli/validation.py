@@ -35,6 +35,7 @@ def validate_train(cfg: DictConfig, world: int = 1) -> None:
               "or 0 for point data such as data=ring8")
     c.whole("seed", cfg.seed, 0)
     c.device("device", cfg.device)
+    c.boolean("cond", cfg.get("cond", False))
     if cfg.resume is not None:
         c.checkpoint_file("resume", cfg.resume)
     _train_keys(cfg.train, world)
@@ -143,10 +144,26 @@ def validate_sample(cfg: DictConfig) -> None:
     c.boolean("ema", cfg.ema)
     c.boolean("interp", cfg.interp)
     c.device("device", cfg.device)
+    _class_keys(cfg)
     if cfg.format == "folder":
         c.writable_dir("out", cfg.out)
     else:
         c.output_file("out", cfg.out, (".png",))
+
+
+def _class_keys(cfg: DictConfig) -> None:
+    """class= and classes= name classes by index or name (whether the checkpoint has them
+    is checked once it is read)."""
+    def is_class(v: Any) -> bool:
+        return (c.is_int(v) and v >= 0) or (isinstance(v, str) and bool(v.strip()))
+
+    one, many = cfg.get("class"), cfg.get("classes")
+    if one is not None:
+        c.require(is_class(one), "class", one, "a class index (0, 1, ...) or a class name")
+    if many is not None:
+        ok = is_class(many) or (isinstance(many, ListConfig | list) and len(many) > 0
+                                and all(is_class(v) for v in many))
+        c.require(ok, "classes", many, "a list of class indices or names, e.g. classes=[0,3,7]")
 
 
 RECONSTRUCT_CHOICES = {"mode": ("recon", "interp", "neighbors", "encode"),

@@ -95,7 +95,7 @@ def set_generator(G: nn.Module, L: np.ndarray) -> None:
     for m in convs:
         m.weight.zero_()
         assert m.bias is None
-    lz = torch.from_numpy(L.T.reshape(Z, 4, 4)).float()
+    lz = torch.from_numpy(L.T.reshape(L.shape[1], 4, 4)).float()  # 2 Z: class-conditional
     convs[0].weight[:, 0], convs[0].weight[:, 1] = lz, -lz
     convs[1].weight[0, 0, 1:3, 1:3] = convs[1].weight[1, 1, 1:3, 1:3] = 1.0
     convs[2].weight[0, 0, 1:3, 1:3], convs[2].weight[1, 0, 1:3, 1:3] = 1.0, -1.0
@@ -141,6 +141,32 @@ def write_checkpoint(path: Path, objective: str, L: np.ndarray, L_ema: np.ndarra
              "config": OmegaConf.to_container(cfg, resolve=True), "shape": list(shape),
              "z_dim": Z, "models": models.state_dict(), "ema": ema.state_dict(),
              "data": {"consumed": 0}, "extra": {}}
+    ckpt.save_atomic(state, path)
+    return path
+
+
+def write_conditional_checkpoint(path: Path, L: np.ndarray, L_ema: np.ndarray,
+                                 E: np.ndarray, E_ema: np.ndarray, classes: list[str],
+                                 counts: list[int], it: int = 1234) -> Path:
+    """A class-conditional checkpoint (cond=true: the class embedding concatenated to z)
+    whose raw generator computes generator_fn(L, [z; E[y]]) for class y, and its EMA
+    generator generator_fn(L_ema, [z; E_ema[y]]); L is (16, 2 Z), E (classes, Z)."""
+    from ganqp_cli.networks import ConditionalArch
+    with initialize_config_module(config_module="ganqp_cli.conf", version_base="1.3"):
+        cfg = compose("train", overrides=[*OVERRIDES, "objective=gan-qp", "cond=true"])
+    torch.manual_seed(0)
+    shape = (1, RES, RES)
+    arch = ConditionalArch(make(cfg.arch, "arch"), len(classes))
+    models = make(cfg.objective, "objective").build(arch, shape)
+    ema = arch.generator(shape)
+    for G, weights, embedding in ((models.G, L, E), (ema, L_ema, E_ema)):
+        set_generator(G.net, weights)
+        with torch.no_grad():
+            G.embed.weight.copy_(torch.from_numpy(embedding).float())
+    state = {"format": ckpt.FORMAT, "version": ckpt.VERSION, "iter": it,
+             "config": OmegaConf.to_container(cfg, resolve=True), "shape": list(shape),
+             "z_dim": Z, "models": models.state_dict(), "ema": ema.state_dict(),
+             "data": {"consumed": 0}, "extra": {}, "classes": classes, "class_counts": counts}
     ckpt.save_atomic(state, path)
     return path
 

@@ -42,11 +42,12 @@ def inputs(tmp_path_factory) -> dict[str, str]:
     """The files the rows point at, made once: a trained checkpoint (no encoder), files that
     are not checkpoints, a file where a folder belongs, folders of images."""
     root = tmp_path_factory.mktemp("inputs")
-    run = root / "run"
-    try:
-        main(["train", *BASE, f"hydra.run.dir={run}"])
-    except SystemExit as exit_:
-        assert exit_.code in (0, None), exit_
+    run, cond = root / "run", root / "cond"
+    for args in ([f"hydra.run.dir={run}"], ["cond=true", f"hydra.run.dir={cond}"]):
+        try:
+            main(["train", *BASE, *args])
+        except SystemExit as exit_:
+            assert exit_.code in (0, None), exit_
     (root / "afile").write_text("a file, not a folder")
     (root / "corrupt.pt").write_bytes(b"PK\x03\x04 the start of a zip and no more")
     (root / "text.pt").write_text("not a checkpoint\n")
@@ -55,8 +56,16 @@ def inputs(tmp_path_factory) -> dict[str, str]:
     write_images(root / "imgs", 4, size=(16, 16))
     write_images(root / "bombs", 3, size=(16, 16))
     png_header_only(root / "bombs" / "huge.png", 20000, 10000)
+    write_images(root / "mixed", 2, size=(16, 16))  # labelled and unlabelled images
+    write_images(root / "mixed" / "cls", 2, size=(16, 16))
+    for name, labels in (("gone", [["img_000.png", 0], ["img_001.png", 1], ["no.png", 1]]),
+                         ("range", [["img_000.png", 0], ["img_001.png", -1]])):
+        write_images(root / name, 2, size=(16, 16))
+        (root / name / "dataset.json").write_text(json.dumps({"labels": labels}))
     return {"ckpt": str(run / "checkpoints" / "last.pt"), "rundir": str(run),
             "afile": str(root / "afile"),
+            "cckpt": str(cond / "checkpoints" / "last.pt"), "mixed": str(root / "mixed"),
+            "gone": str(root / "gone"), "range": str(root / "range"),
             "corrupt": str(root / "corrupt.pt"), "text": str(root / "text.pt"),
             "other": str(root / "other.pt"), "adir": str(root / "empty"),
             "imgs": str(root / "imgs"), "bombs": str(root / "bombs")}
@@ -94,6 +103,13 @@ ROWS = [
     ("train", "objective.gp=3", "it belongs to objective=wgan-gp"),
     ("train", "train.iters=[1,2", "train.iters=[1,2"),
     ("train", "res=${{oc.env:GANQP_NO_SUCH_VARIABLE}}", "res cannot be resolved"),
+    # ---- train, class-conditional: data without labels, bad label files
+    ("train", "cond=maybe", "cond='maybe'"),
+    ("train", "cond=true data=folder data.root={imgs}", "data=folder has no labels"),
+    ("train", "cond=true data=folder data.root={mixed}", "mixes labelled and unlabelled"),
+    ("train", "cond=true data=folder data.root={gone}", "dataset.json names 1 image(s)"),
+    ("train", "cond=true data=folder data.root={range}", "label -1 of img_001.png is out"),
+    ("train", "train.fid_every=1 fid.metrics=[fid,acc]", "acc measure a class-conditional"),
     # ---- sample: counts, batch, grid rows, interpolation, temperature, device, out, ckpt
     ("sample", "n=0", "n=0"),
     ("sample", "n=lots", "n='lots'"),
@@ -119,6 +135,12 @@ ROWS = [
     ("sample", "ckpt={adir}", "ckpt={adir} is a folder"),
     ("sample", "ema=maybe", "ema='maybe'"),
     ("sample", "colour=red", "colour is not a key"),
+    ("sample", "class=3", "is not class-conditional"),
+    ("sample", "ckpt={cckpt} class=12", "class=12 is not a class of this model"),
+    ("sample", "ckpt={cckpt} class=cat", "class='cat' is not a class of this model"),
+    ("sample", "ckpt={cckpt} classes=[1,11]", "classes=11 is not a class"),
+    ("sample", "ckpt={cckpt} classes=[]", "classes=[]"),
+    ("sample", "ckpt={cckpt} class=1 classes=[2]", "not both"),
     # ---- reconstruct
     ("reconstruct", "mode=morph", "mode='morph'"),
     ("reconstruct", "n=0", "n=0"),
@@ -152,6 +174,9 @@ ROWS = [
     ("fid", "ckpt={adir}", "ckpt={adir} is a folder"),
     ("fid", "samples={imgs} fid.repeats=2", "fid.repeats=2"),
     ("fid", "", "nothing to measure"),
+    ("fid", "ckpt={ckpt} fid.extractor=digits fid.metrics=[fid,ifid]", "not class-conditional"),
+    ("fid", "ckpt={cckpt} fid.extractor=digits fid.metrics=[ifid] data=folder data.root={imgs} "
+     "res=16", "needs the class of every reference image"),
     # ---- prepare
     ("prepare", "data=digits res=17 out=p", "res=17"),
     ("prepare", "data=digits res=16 out={afile}/p", "{afile} is a file"),
@@ -163,6 +188,7 @@ ROWS = [
     ("prepare", "data=digits res=16 out={adir}", "out={adir} exists"),
     ("prepare", "data=digits res=16 out=p overwrite=maybe", "overwrite='maybe'"),
     ("prepare", "res=16 out=p", "data= is required"),
+    ("prepare", "data=folder data.root={gone} res=16 out=p", "dataset.json names 1 image(s)"),
     # ---- report
     ("report", "runs={adir}", "runs={adir} holds no run of `ganqp train`"),
     ("report", "runs=/no/such/dir", "runs=/no/such/dir is not a directory"),

@@ -93,3 +93,26 @@ def test_fid_best_from_before_the_checkpoint_survives_a_resume(cli, tmp_path):
     assert (run / "checkpoints" / "best.pt").read_bytes() == best_file  # not rewritten
     final["extra"]["fid_best"] = kept  # the only difference from the uninterrupted run
     assert_same_state(last, final)
+
+
+def test_a_conditional_run_resumes_bitwise_with_its_labels(cli, tmp_path):
+    """cond=true: the labels come with the batches (and the EMA generator's class rows with
+    the grids), so a resumed run redoes iterations 3-6 exactly, classes in the checkpoint."""
+    run = tmp_path / "run"
+    args = [*TINY, "cond=true", "train.iters=6", "train.log_every=1", "train.ckpt_every=2",
+            "train.keep_ckpts=10", "train.sample_every=3", f"hydra.run.dir={run}"]
+    assert cli("train", *args).code == 0
+    uninterrupted, final = read_metrics(run), load(run / "checkpoints" / "last.pt")
+    sample = (run / "samples" / "iter_0000006.png").read_bytes()
+    assert final["classes"] == [str(k) for k in range(10)]
+    assert sum(final["class_counts"]) == 1797
+    crash_after(run, 2)
+    r = cli("train", *args)
+    assert r.code == 0 and "resumed at iter 2" in r.out, r
+    assert losses(read_metrics(run)) == losses(uninterrupted)
+    assert_same_state(load(run / "checkpoints" / "last.pt"), final)
+    assert (run / "samples" / "iter_0000006.png").read_bytes() == sample
+    # the same directory without cond=true is another model: refused, naming both
+    crash_after(run, 2)
+    r = cli("train", *[a for a in args if a != "cond=true"])
+    assert r.code == 2 and "cond=true with 10 classes" in r.msg, r

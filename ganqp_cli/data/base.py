@@ -3,6 +3,10 @@
 A data set maps an index to one item: a uint8 image (C, H, W) at `res`, or a float point
 (`ring8`). The training loop, `ganqp fid`, `sample` and `reconstruct` only use what the
 protocol names, so none of them branches on which data set it has.
+
+Labels: a data set with classes has `classes` (the class names; label k names classes[k])
+and `labels()` (int64, one label per item, following the split); one without has
+`classes = None`, and `unlabelled` says why (for the refusal of `cond=true`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ class Table:
     storage: torch.Tensor
     rows: torch.Tensor
     replaced: torch.Tensor
+    # One label per storage row (int64), so that a replaced item takes the label of the
+    # item whose pixels it gets; None for data without classes.
+    labels: torch.Tensor | None = None
 
 
 @runtime_checkable
@@ -49,6 +56,7 @@ class DataSet(Protocol):
     in_memory: bool      # True: `table()` works; batches are gathered without worker processes
     on_error: str        # error | skip: what an unreadable item does
     root: str | None     # where it was read from (None for bundled or generated data)
+    classes: list[str] | None  # class names, index = label (None: the data have no labels)
 
     @property
     def shape(self) -> tuple[int, ...]: ...          # one item's shape: (C, H, W) or (D,)
@@ -67,6 +75,10 @@ class DataSet(Protocol):
     def why(self, index: int) -> str: ...            # why an item is unreadable (for the log)
 
     def table(self) -> Table: ...                    # in_memory data sets only
+
+    def labels(self) -> torch.Tensor: ...            # int64 (len,), data with classes only
+
+    def label(self, index: int) -> int: ...          # one item's label
 
     def to_model(self, batch: torch.Tensor) -> torch.Tensor: ...  # a batch -> model input
 
@@ -110,6 +122,8 @@ class ImageData(torch.utils.data.Dataset):
     in_memory = False
     is_image = True
     root: str | None = None
+    classes: list[str] | None = None
+    unlabelled = "it has no classes"  # why `classes` is None (said when cond=true is refused)
 
     def __init__(self, res: int, hflip: bool = False, on_error: str = "error") -> None:
         if on_error not in ON_ERROR:
@@ -163,6 +177,12 @@ class ImageData(torch.utils.data.Dataset):
     def table(self) -> Table:
         raise TypeError(f"data set {self.name} is not held in memory")
 
+    def labels(self) -> torch.Tensor:
+        raise TypeError(f"data set {self.name} has no labels ({self.unlabelled})")
+
+    def label(self, index: int) -> int:
+        return int(self.labels()[index])
+
     def to_model(self, batch: torch.Tensor) -> torch.Tensor:
         return batch.float().div_(127.5).sub_(1.0)
 
@@ -170,7 +190,19 @@ class ImageData(torch.utils.data.Dataset):
         return image_grid(samples, nrow)
 
 
-def full_table(storage: torch.Tensor) -> Table:
+def full_table(storage: torch.Tensor, labels: torch.Tensor | None = None) -> Table:
     """A table whose item i is storage[i] (no unreadable items)."""
     n = storage.shape[0]
-    return Table(storage, torch.arange(n), torch.zeros(n, dtype=torch.bool))
+    return Table(storage, torch.arange(n), torch.zeros(n, dtype=torch.bool), labels)
+
+
+def check_labels(labels: torch.Tensor, classes: list[str], where: str) -> torch.Tensor:
+    """`labels` as int64, refused (naming `where`) unless every one is in [0, len(classes))."""
+    labels = torch.as_tensor(labels, dtype=torch.int64)
+    bad = (labels < 0) | (labels >= len(classes))
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise UserError(f"{where}: label {int(labels[i])} of item {i} is out of range: labels "
+                        f"are class indices from 0 to {len(classes) - 1} ({len(classes)} "
+                        "classes).")
+    return labels

@@ -10,11 +10,14 @@ import torch
 
 from ganqp_cli.data.base import ImageData, split_indices
 from ganqp_cli.data.images import list_images, read_image
+from ganqp_cli.data.labels import FolderLabels, folder_labels
 
 
 class ImageFolder(ImageData):
     """Any directory tree of png/jpg/jpeg/webp/bmp files (celebahq, ffhq, lsun-*, folder),
-    decoded, cropped and resized on every draw."""
+    decoded, cropped and resized on every draw. Its labels (data/labels.py: dataset.json or
+    one subfolder per class) are read when first asked for, so that an unconditional run
+    never depends on them."""
 
     def __init__(self, root: str, res: int, hflip: bool = False, name: str = "folder",
                  channels: int = 3, holdout: float = 0.0, split: str = "train",
@@ -26,6 +29,8 @@ class ImageFolder(ImageData):
         # One numpy string array, not a list of Path objects: DataLoader workers share it
         # copy-on-write without touching a refcount per file.
         self.files = np.array([str(files[i]) for i in keep])
+        self._keep, self._whole = keep, len(keep) == len(files)
+        self._found: FolderLabels | None = None
 
     def __len__(self) -> int:
         return len(self.files)
@@ -35,6 +40,30 @@ class ImageFolder(ImageData):
 
     def describe(self, index: int) -> str:
         return str(self.files[index])
+
+    def _read_labels(self) -> FolderLabels:
+        if self._found is None:
+            files = ([Path(f) for f in self.files] if self._whole
+                     else list_images(self.root))
+            found = folder_labels(self.root, files)
+            if found.labels is not None and not self._whole:
+                found.labels = found.labels[self._keep]
+            self._found = found
+        return self._found
+
+    @property
+    def classes(self) -> list[str] | None:  # type: ignore[override]
+        return self._read_labels().classes
+
+    @property
+    def unlabelled(self) -> str:  # type: ignore[override]
+        return self._read_labels().note
+
+    def labels(self) -> torch.Tensor:
+        found = self._read_labels()
+        if found.labels is None:
+            return super().labels()
+        return torch.from_numpy(found.labels)
 
 
 def root_kind(root: str) -> str:

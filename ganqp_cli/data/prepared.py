@@ -8,6 +8,8 @@ A prepared data set is a directory:
                           items that could not be read (with data.on_error=skip)
     pixels.u8             count x channels x res x res uint8, C order (item, channel, row,
                           column), no header: item i starts at byte i * channels * res * res
+    labels.i64            with classes only: count int64 labels, little-endian, no header;
+                          the record's "classes" names them (label k: classes[k])
 
 The record is written last and the directory appears under its name only by a rename, so a
 directory with a record is complete; an interrupted prepare leaves only `.NAME.partial`.
@@ -26,12 +28,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganqp_cli.data.base import ImageData, Table, replacement_rows, split_indices
+from ganqp_cli.data.base import ImageData, Table, check_labels, replacement_rows, split_indices
 from ganqp_cli.data.images import RESIZE_METHOD, Unreadable
 from ganqp_cli.errors import UserError
 
 FORMAT, VERSION = "ganqp-prepared", 1
 META_NAME, PIXELS_NAME, PROGRESS_NAME = "ganqp-prepared.json", "pixels.u8", "progress.json"
+LABELS_NAME = "labels.i64"
 
 
 def is_prepared(root: str | os.PathLike) -> bool:
@@ -58,7 +61,20 @@ def read_meta(root: str | os.PathLike) -> dict[str, Any]:
                         f"record says {meta['count']} images of {meta['channels']}x{meta['res']}"
                         f"x{meta['res']} ({expected} bytes): the set is damaged; prepare it "
                         "again.")
+    if meta.get("classes") is not None:
+        labels = path / LABELS_NAME
+        size = labels.stat().st_size if labels.is_file() else -1
+        if size != 8 * meta["count"]:
+            raise UserError(f"data.root={root}: {LABELS_NAME} holds {max(size, 0)} bytes, but "
+                            f"the record says {meta['count']} labels (8 bytes each): the set "
+                            "is damaged; prepare it again.")
     return meta
+
+
+def read_labels(root: str | os.PathLike) -> torch.Tensor:
+    """All `count` labels of a prepared set with classes, in storage order."""
+    arr = np.fromfile(Path(root).expanduser() / LABELS_NAME, dtype="<i8")
+    return torch.from_numpy(arr.astype(np.int64))
 
 
 def check_matches(meta: dict[str, Any], root: str, res: int, channels: int) -> None:
@@ -105,6 +121,13 @@ class PreparedImages(ImageData):
                             f"{first['item']}: {first['error']}). Train with "
                             "data.on_error=skip, or fix the source and prepare it again.")
         self._storage, self._pid = None, -1
+        self.classes = self.meta.get("classes")
+        self._all_labels = None
+        if self.classes is not None:
+            self._all_labels = check_labels(read_labels(root), self.classes,
+                                            f"data.root={root}: {LABELS_NAME}")
+        else:
+            self.unlabelled = "it was prepared from a data set without classes"
 
     @property
     def storage(self) -> torch.Tensor:
@@ -132,9 +155,14 @@ class PreparedImages(ImageData):
         item = self.unreadable.get(row, {}).get("item")
         return item or f"{self.root} image {row}"
 
+    def labels(self) -> torch.Tensor:
+        if self._all_labels is None:
+            return super().labels()
+        return self._all_labels[self.index]
+
     def table(self) -> Table:
         rows = self.index[replacement_rows(self.bad)]
-        return Table(self.storage, rows, self.bad.clone())
+        return Table(self.storage, rows, self.bad.clone(), self._all_labels)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -161,8 +189,10 @@ class PreparedWriter:
     are on disk) lets the same prepare, run again, resume where an interrupted one stopped."""
 
     def __init__(self, out: Path, count: int, res: int, channels: int,
-                 source: dict[str, Any]) -> None:
+                 source: dict[str, Any], classes: list[str] | None = None,
+                 labels: np.ndarray | None = None) -> None:
         self.out, self.tmp = out, partial_dir(out)
+        self.classes, self.labels = classes, labels
         self.count, self.res, self.channels, self.source = count, res, channels, source
         self.item_bytes = channels * res * res
         self.key = {"count": count, "res": res, "channels": channels, "source": source,
@@ -221,7 +251,13 @@ class PreparedWriter:
                 "channels": self.channels, "dtype": "uint8", "layout": "NCHW",
                 "pixels": PIXELS_NAME, "resize": RESIZE_METHOD,
                 "sha256": self.hash.hexdigest(), "source": self.source,
-                "unreadable": self.unreadable, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                "unreadable": self.unreadable, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "classes": self.classes}
+        if self.classes is not None:  # before the record: a set with a record is complete
+            with open(self.tmp / LABELS_NAME, "wb") as f:
+                f.write(np.ascontiguousarray(self.labels, dtype="<i8").tobytes())
+                f.flush()
+                os.fsync(f.fileno())
         _write_json(self.tmp / META_NAME, meta)
         (self.tmp / PROGRESS_NAME).unlink()
         old = self.out.parent / f".{self.out.name}.old"

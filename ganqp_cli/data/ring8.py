@@ -11,7 +11,8 @@ from ganqp_cli.data.base import Table, full_table
 
 
 class Ring8(torch.utils.data.Dataset):
-    """8 Gaussians (std 0.02) evenly on a circle of radius 2: the standard mode-coverage toy."""
+    """8 Gaussians (std 0.02) evenly on a circle of radius 2: the standard mode-coverage toy.
+    Its classes are the modes: label k is the Gaussian at angle k * 45 degrees."""
 
     name, in_memory, is_image = "ring8", True, False
     root, on_error, res = None, "error", 0
@@ -23,6 +24,8 @@ class Ring8(torch.utils.data.Dataset):
         self.modes = radius * torch.stack([angles.cos(), angles.sin()], 1)
         which = torch.randint(0, 8, (n,), generator=g)
         self.tensor = self.modes[which] + std * torch.randn(n, 2, generator=g)
+        self._labels = which.to(torch.int64)
+        self.classes = [str(k) for k in range(8)]
         # a point has no left and right: hflip is always off
         self.std, self.hflip, self.shape = std, False, (2,)
 
@@ -44,8 +47,14 @@ class Ring8(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, bool]) -> torch.Tensor:
         return self.tensor[key[0]]
 
+    def labels(self) -> torch.Tensor:
+        return self._labels
+
+    def label(self, index: int) -> int:
+        return int(self._labels[index])
+
     def table(self) -> Table:
-        return full_table(self.tensor)
+        return full_table(self.tensor, self._labels)
 
     def to_model(self, batch: torch.Tensor) -> torch.Tensor:
         return batch.float()

@@ -3,6 +3,8 @@
 The order of items, and each item's horizontal flip, are a pure function of (seed, position
 in the stream), so a resumed run sees exactly the batches an uninterrupted run would,
 whatever the number of loader workers or the form of the data (folder, LMDB, prepared).
+With `labels=True` each batch's labels come with it, gathered by the same indices (the label
+of the item actually read, when an unreadable one was replaced), so they resume alike.
 """
 
 from __future__ import annotations
@@ -81,21 +83,24 @@ class StreamSampler(Sampler):
 
 class _Keyed(Dataset):
     """What a DataLoader worker returns for a key: the item unflipped (flips happen on the
-    device), its flip, and the index drawn when it was unreadable and replaced (else -1)."""
+    device), its flip, the index drawn when it was unreadable and replaced (else -1), and the
+    label of the item read (-1 without `labels`, a tensor read in the main process)."""
 
-    def __init__(self, data: DataSet) -> None:
-        self.data = data
+    def __init__(self, data: DataSet, labels: torch.Tensor | None = None) -> None:
+        self.data, self.labels = data, labels
 
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, key: tuple[int, bool]) -> tuple[torch.Tensor, bool, int]:
+    def __getitem__(self, key: tuple[int, bool]) -> tuple[torch.Tensor, bool, int, int]:
         index, flip = key
         x, got = self.data.fetch(index)
-        return x, flip, (index if got != index else -1)
+        label = int(self.labels[got]) if self.labels is not None else -1
+        return x, flip, (index if got != index else -1), label
 
 
-Raw = tuple[torch.Tensor, torch.Tensor, list[int]]  # (host batch, flips, replaced indices)
+# (host batch, flips, replaced indices, labels or None)
+Raw = tuple[torch.Tensor, torch.Tensor, list[int], torch.Tensor | None]
 
 
 class Batches:
@@ -104,13 +109,17 @@ class Batches:
     In-memory data sets (digits, ring8, prepared sets) are gathered by index without worker
     processes; others are decoded by `workers` DataLoader processes. Either way the host
     never waits for the device: copies are pinned and non_blocking, flips run on the device.
+    With `labels=True`, `labels` holds the labels (int64, on the device) of the batch last
+    drawn; else it stays None.
     """
 
     def __init__(self, data: DataSet, local_batch: int, seed: int, device: torch.device,
                  rank: int = 0, world: int = 1, workers: int = 4, start_batch: int = 0,
                  log: Callable[[str], None] | None = None,
-                 resident_bytes: int = DEVICE_RESIDENT_BYTES) -> None:
+                 resident_bytes: int = DEVICE_RESIDENT_BYTES, labels: bool = False) -> None:
         self.data, self.device, self.consumed, self.b = data, device, start_batch, local_batch
+        self.labels: torch.Tensor | None = None
+        self.with_labels = labels
         self.hflip = bool(data.hflip)
         self.sampler = StreamSampler(len(data), local_batch, seed, rank, world, self.hflip,
                                      start_batch)
@@ -119,26 +128,34 @@ class Batches:
         self.skipped, self._logged = 0, set()
         self._pool: ThreadPoolExecutor | None = None
         self._resident: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._labels_dev: torch.Tensor | None = None
         if data.in_memory:
             self.table = data.table()
             self._any_replaced = bool(self.table.replaced.any())
             n = self.table.rows.numel()
             self._identity = n == self.table.storage.shape[0] and torch.equal(
                 self.table.rows, torch.arange(n))
+            if labels and self.table.labels is None:
+                if not self._identity:  # item labels are storage labels only then
+                    raise TypeError(f"data set {data.name}: its table() has no labels")
+                self.table.labels = data.labels()
             if self.table.storage.nbytes <= resident_bytes:  # on the device (or CPU) as is
                 self._resident = (self.table.storage.to(device), self.table.rows.to(device))
+                if labels:
+                    self._labels_dev = self.table.labels.to(device)
                 self.it = self._device_gather()
             else:
                 self.it = self._host_gather(workers)
         else:
             # Its own generator: a DataLoader otherwise draws its base seed from the global
             # RNG, and the run's z would depend on the form of the data.
-            loader = DataLoader(_Keyed(data), batch_size=local_batch, sampler=self.sampler,
+            keyed = _Keyed(data, data.labels() if labels else None)
+            loader = DataLoader(keyed, batch_size=local_batch, sampler=self.sampler,
                                 num_workers=workers, pin_memory=self.pin,
                                 persistent_workers=workers > 0,
                                 prefetch_factor=4 if workers > 0 else None,
                                 drop_last=True, generator=torch.Generator().manual_seed(seed))
-            self.it = (_unpack(batch) for batch in loader)
+            self.it = (_unpack(batch, labels) for batch in loader)
 
     # -- in-memory data ---------------------------------------------------------------------
     def _replaced(self, idx: torch.Tensor) -> list[int]:
@@ -158,15 +175,20 @@ class Batches:
             idx, flip = self._keys(j)
             j += 1
             idx_dev = (idx.pin_memory() if self.pin else idx).to(self.device, non_blocking=True)
-            yield storage[rows[idx_dev]], flip, self._replaced(idx)
+            got = rows[idx_dev]
+            y = self._labels_dev[got] if self._labels_dev is not None else None
+            yield storage[got], flip, self._replaced(idx), y
 
     def _host_batch(self, j: int) -> Raw:
         idx, flip = self._keys(j)
         storage = self.table.storage
         out = torch.empty((len(idx), *storage.shape[1:]), dtype=storage.dtype,
                           pin_memory=self.pin)
-        torch.index_select(storage, 0, idx if self._identity else self.table.rows[idx], out=out)
-        return out, flip, self._replaced(idx)
+        got = idx if self._identity else self.table.rows[idx]
+        torch.index_select(storage, 0, got, out=out)
+        y = self.table.labels[got] if self.with_labels else None
+        return out, flip, self._replaced(idx), (y.pin_memory() if self.pin and y is not None
+                                                else y)
 
     def _host_gather(self, threads: int) -> Iterator[Raw]:
         """Batches gathered from host memory (a memory map) by `threads` threads, up to
@@ -194,12 +216,15 @@ class Batches:
                          "(data.on_error=skip: the next readable image is used instead)")
 
     def next_raw(self) -> torch.Tensor:
-        """The next batch as stored (uint8 images), flipped, on the device."""
-        x, flip, replaced = next(self.it)
+        """The next batch as stored (uint8 images), flipped, on the device; its labels in
+        `labels`."""
+        x, flip, replaced, y = next(self.it)
         if replaced:
             self._note(replaced)
         self.consumed += 1
         x = x.to(self.device, non_blocking=True)
+        if y is not None:
+            self.labels = y.to(self.device, non_blocking=True)
         if self.hflip:
             flip = flip.to(self.device, non_blocking=True).view(-1, *[1] * (x.ndim - 1))
             x = torch.where(flip, x.flip(-1), x)
@@ -223,6 +248,7 @@ class Batches:
             self._pool = None
 
 
-def _unpack(batch: list) -> Raw:
-    x, flip, replaced = batch
-    return x, flip, (replaced[replaced >= 0].tolist() if (replaced >= 0).any() else [])
+def _unpack(batch: list, labels: bool) -> Raw:
+    x, flip, replaced, y = batch
+    return (x, flip, (replaced[replaced >= 0].tolist() if (replaced >= 0).any() else []),
+            y if labels else None)

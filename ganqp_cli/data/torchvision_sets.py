@@ -38,6 +38,8 @@ class Torchvision(ImageData):
                             "it where there is a network and point data.root at the copy."
                             ) from None
         self.index = split_indices(len(self.base), holdout, split)
+        self.classes = list(self.base.classes)
+        self._labels = torch.as_tensor(self.base.targets, dtype=torch.int64)[self.index]
 
     def __len__(self) -> int:
         return len(self.index)
@@ -47,6 +49,9 @@ class Torchvision(ImageData):
 
     def describe(self, index: int) -> str:
         return f"{self.name} item {int(self.index[index])} under {self.root}"
+
+    def labels(self) -> torch.Tensor:
+        return self._labels
 
 
 def open_torchvision(root: str, res: int, name: str, hflip: bool = False,

@@ -10,6 +10,7 @@ from typing import Any
 from ganqp_cli import distributed as dist_
 from ganqp_cli.data import is_image_shape
 from ganqp_cli.errors import UserError
+from ganqp_cli.metrics import classwise
 from ganqp_cli.metrics import registry as R
 from ganqp_cli.metrics.evaluate import score_generator, score_source, summarize
 from ganqp_cli.metrics.extractor_base import Extractor
@@ -50,12 +51,16 @@ def _reference(cfg: Any, run: Any, gen: Source | None, extractor: Extractor
             stats = Stats.load(path)
             check_ref_meta(stats, extractor, f"ref={cfg.ref}")
             return stats, f"statistics {path} ({stats.n or '?'} images)"
-        src = folder_source(str(path), "ref")
+        src = folder_source(str(path), "ref", labels=_labelled(fc))
         return stats_of(src, extractor, fc), src.describe
     node, res = _data_reference(cfg, run, gen)
-    src = dataset_source(make(node, "data", res=res), fc.ref_n)
+    src = dataset_source(make(node, "data", res=res), fc.ref_n, labels=_labelled(fc))
     stats, path = reference_stats(src, extractor, fc, cache=bool(fc.cache))
     return stats, src.describe + (f" (statistics cached at {path})" if path else "")
+
+
+def _labelled(fc: Any) -> bool:
+    return classwise.needs_labels(R.selected(fc.metrics))
 
 
 def fid_command(cfg: Any) -> dict[str, Any]:
@@ -79,8 +84,14 @@ def _measure(cfg: Any, dist: dist_.Dist) -> dict[str, Any]:
             raise UserError(f"ckpt={cfg.ckpt} models points, not images: FID needs images.")
         what = f"{cfg.ckpt} (iter {run.iter})"
     elif cfg.samples is not None:
-        gen = folder_source(str(cfg.samples), "samples")
+        gen = folder_source(str(cfg.samples), "samples", labels=_labelled(fc))
         what = gen.describe
+    gen_classes = run.classes if run is not None else gen.info.get("classes") if gen else None
+    if _labelled(fc):
+        classwise.check_generated(gen_classes, cfg)
+        if "acc" in [m.name for m in metrics]:
+            classwise.check_acc_fits(gen_classes, f"ckpt={cfg.ckpt}" if run is not None
+                                     else f"samples={cfg.samples}")
     extractor = extractor_for(fc, device)
     given = cfg.ref is not None or cfg.get("data") is not None or cfg.save_stats is not None
     if R.needs_reference(metrics) or given:
@@ -92,9 +103,14 @@ def _measure(cfg: Any, dist: dist_.Dist) -> dict[str, Any]:
         print(f"saved reference statistics ({ref_desc}) to {cfg.save_stats}")
     if run is None and gen is None:
         return {"n_ref": ref.n}
+    if _labelled(fc) and ref is not None:
+        # a checkpoint's class names (a folder's dataset.json holds indices only)
+        classwise.check_reference(run.classes if run is not None else None, ref, ref_desc,
+                                  metrics)
     if run is not None:
+        counts = None if run.classes is None else run.class_counts or [1] * len(run.classes)
         draws = score_generator(run.G, run.z_dim, int(cfg.n), ref, extractor, fc, metrics,
-                                device, what)
+                                device, what, counts)
         what = f"{cfg.n} samples of {what}"
     else:
         draws = [score_source(gen, ref, extractor, fc, metrics, device)]

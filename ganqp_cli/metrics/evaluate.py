@@ -20,31 +20,41 @@ from ganqp_cli.metrics.stats import Stats
 
 
 def score(got: Extracted, ref: Stats | None, fc: Any, metrics: list[R.Metric],
-          device: torch.device | None) -> dict[str, Any]:
-    """The selected metrics of one set of generated features against the reference."""
-    inp = R.Inputs(Stats.of(got.features), ref, got.logits, fc, device)
+          device: torch.device | None, src: Source | None = None) -> dict[str, Any]:
+    """The selected metrics of one set of generated features (of the classes `src.labels`
+    where it has them) against the reference."""
+    labels = None if src is None else src.labels
+    meta = {"n_classes": src.n_classes} if labels is not None else {}
+    inp = R.Inputs(Stats.of(got.features, meta, labels), ref, got.logits, fc, device,
+                   extras=got.extras)
     return R.compute(metrics, inp)
 
 
 def score_source(src: Source, ref: Stats | None, extractor: Extractor, fc: Any,
                  metrics: list[R.Metric], device: torch.device | None) -> dict[str, Any] | None:
     """Extract (a collective) and score (rank 0; None on the other ranks)."""
-    got = extract(src, extractor, int(fc.batch), int(fc.workers), R.needs_logits(metrics))
-    result = score(got, ref, fc, metrics, device) if dist_.current().is_main else None
+    got = extract(src, extractor, int(fc.batch), int(fc.workers), R.needs_logits(metrics),
+                  R.probes(metrics, next(extractor.parameters()).device))
+    result = score(got, ref, fc, metrics, device, src) if dist_.current().is_main else None
     if result is not None:
         result["n"] = int(got.features.shape[0])
     return result
 
 
 def score_generator(G: nn.Module, z_dim: int, n: int, ref: Stats | None, extractor: Extractor,
-                    fc: Any, metrics: list[R.Metric], device: torch.device, what: str
-                    ) -> list[dict[str, Any]] | None:
-    """One result per draw (fid.repeats of them) on rank 0; None on the other ranks."""
+                    fc: Any, metrics: list[R.Metric], device: torch.device, what: str,
+                    class_counts: list[int] | None = None) -> list[dict[str, Any]] | None:
+    """One result per draw (fid.repeats of them) on rank 0; None on the other ranks. A
+    class-conditional G draws its classes with `class_counts` (its data's frequencies)."""
+    from ganqp_cli.classes import draw_labels
     from ganqp_cli.sampling import latents
     draws = []
     for i in range(int(fc.repeats)):
         seed = int(fc.seed) + i
-        src = generator_source(G, latents(n, z_dim, seed), device, what)
+        labels = (None if class_counts is None
+                  else draw_labels(n, class_counts, len(class_counts), seed))
+        src = generator_source(G, latents(n, z_dim, seed), device, what, labels,
+                               len(class_counts or ()))
         draws.append(score_source(src, ref, extractor, fc, metrics, device))
         if draws[-1] is not None:
             draws[-1]["seed"] = seed

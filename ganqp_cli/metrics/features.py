@@ -37,6 +37,10 @@ class Source:
     item: Callable[[int], torch.Tensor] | None = None
     batch: Callable[[int, int], torch.Tensor] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # The class of each image (int64) of `n_classes`: labelled data, or a conditional
+    # generator's samples; info["classes"] names them where the names are known.
+    labels: torch.Tensor | None = None
+    n_classes: int = 0
 
 
 def decode(path: Path) -> torch.Tensor:
@@ -49,14 +53,24 @@ def decode(path: Path) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 
-def folder_source(root: str, key: str) -> Source:
+def folder_source(root: str, key: str, labels: bool = False) -> Source:
+    """The images of a folder; with `labels`, their classes too when the folder has them
+    (one subfolder per class, or dataset.json as `ganqp sample format=folder` writes)."""
     files = list_images(root, key=key)
-    return Source(len(files), f"{len(files)} images in {root}", item=lambda i: decode(files[i]),
-                  info={"folder": str(root)})
+    src = Source(len(files), f"{len(files)} images in {root}", item=lambda i: decode(files[i]),
+                 info={"folder": str(root)})
+    if labels:
+        from ganqp_cli.data import folder_labels
+        found = folder_labels(root, files)
+        if found.labels is not None:
+            src.labels, src.info["classes"] = torch.from_numpy(found.labels), found.classes
+            src.n_classes = len(found.classes)
+    return src
 
 
-def dataset_source(data: Any, n: int | None) -> Source:
-    """Images of a ganqp data set at its `res`: all of them, or `n` picked by a fixed seed."""
+def dataset_source(data: Any, n: int | None, labels: bool = False) -> Source:
+    """Images of a ganqp data set at its `res`: all of them, or `n` picked by a fixed seed;
+    with `labels`, their classes too when the data set has them."""
     if len(getattr(data, "shape", ())) != 3:
         raise UserError(f"data={data.name} holds points, not images; FID needs an image data set.")
     total = len(data)
@@ -65,18 +79,28 @@ def dataset_source(data: Any, n: int | None) -> Source:
     else:
         g = torch.Generator().manual_seed(0)
         idx = sorted(torch.randperm(total, generator=g)[:n].tolist())
-    return Source(len(idx), f"{len(idx)} images of data set {data.name} at {data.res} px",
-                  item=lambda i: data.load(idx[i]),
-                  info={"data": data.name, "res": data.res, "root": str(getattr(data, "root", ""))})
+    src = Source(len(idx), f"{len(idx)} images of data set {data.name} at {data.res} px",
+                 item=lambda i: data.load(idx[i]),
+                 info={"data": data.name, "res": data.res,
+                       "root": str(getattr(data, "root", ""))})
+    if labels and getattr(data, "classes", None) is not None:
+        src.labels, src.info["classes"] = data.labels()[idx], list(data.classes)
+        src.n_classes = len(data.classes)
+    return src
 
 
-def generator_source(G: nn.Module, z: torch.Tensor, device: torch.device, what: str) -> Source:
-    """G(z) in eval mode, quantised to uint8 exactly as PNGs written by `ganqp sample` are."""
+def generator_source(G: nn.Module, z: torch.Tensor, device: torch.device, what: str,
+                     labels: torch.Tensor | None = None, n_classes: int = 0) -> Source:
+    """G(z) in eval mode, quantised to uint8 exactly as PNGs written by `ganqp sample` are;
+    a conditional G (of `n_classes`) makes row i of class labels[i]."""
 
     def make(lo: int, hi: int) -> torch.Tensor:
-        return generate(G, z[lo:hi], batch=hi - lo, device=device, uint8=True, out_device=None)
+        y = None if labels is None else labels[lo:hi]
+        return generate(G, z[lo:hi], batch=hi - lo, device=device, uint8=True, out_device=None,
+                        labels=y)
 
-    return Source(z.shape[0], f"{z.shape[0]} samples of {what}", batch=make)
+    return Source(z.shape[0], f"{z.shape[0]} samples of {what}", batch=make, labels=labels,
+                  n_classes=n_classes)
 
 
 # ---- feature extraction ---------------------------------------------------------------------
@@ -87,6 +111,7 @@ class Extracted:
 
     features: np.ndarray
     logits: np.ndarray | None = None
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # the probes' outputs
 
 
 def shard(n: int, rank: int, world: int) -> tuple[int, int]:
@@ -121,21 +146,30 @@ def _batches(src: Source, lo: int, hi: int, batch: int, workers: int
 
 
 def extract(src: Source, extractor: Extractor, batch: int = 100, workers: int = 4,
-            logits: bool = False) -> Extracted:
-    """Features (and logits) of every image of `src`, in order, on every rank."""
+            logits: bool = False,
+            probes: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], int]] | None = None
+            ) -> Extracted:
+    """Features (and logits, and the `probes`' outputs) of every image of `src`, in order,
+    on every rank."""
     d = dist_.current()
     lo, hi = shard(src.n, d.rank, d.world)
     device = next(extractor.parameters()).device
+    probes = probes or {}
     feats, outs = [], []
+    extra: dict[str, list[torch.Tensor]] = {k: [] for k in probes}
     for x in _batches(src, lo, hi, batch, workers):
-        f, o = extractor.run(x.to(device, non_blocking=True), logits)
+        x = x.to(device, non_blocking=True)
+        f, o = extractor.run(x, logits)
         feats.append(f.float())
         if o is not None:
             outs.append(o.float())
+        for k, (fn, _) in probes.items():
+            extra[k].append(fn(x).float())
 
     def gathered(parts: list[torch.Tensor], width: int) -> np.ndarray:
         local = torch.cat(parts) if parts else torch.zeros(0, width, device=device)
         return dist_.all_gather_rows(local).cpu().numpy()
 
     return Extracted(gathered(feats, extractor.dims),
-                     gathered(outs, extractor.n_classes) if logits else None)
+                     gathered(outs, extractor.n_classes) if logits else None,
+                     {k: gathered(v, probes[k][1]) for k, v in extra.items()})

@@ -24,6 +24,8 @@ from omegaconf import DictConfig
 from torch import nn
 
 from ganqp_cli import distributed as dist_
+from ganqp_cli.classes import class_counts
+from ganqp_cli.metrics import classwise
 from ganqp_cli.metrics import registry as R
 from ganqp_cli.metrics.evaluate import score_generator, summarize
 from ganqp_cli.metrics.extractors import extractor_for
@@ -42,8 +44,12 @@ class FidMonitor:
         self.metrics = R.selected(self.fc.metrics)
         self.best_key = str(self.fc.best)
         self.extractor = extractor_for(self.fc, device)
-        self.ref, _ = reference_stats(dataset_source(data, self.fc.ref_n), self.extractor,
-                                      self.fc, cache=bool(self.fc.cache))
+        # cond=true: samples of classes drawn with the data's frequencies
+        self.class_counts = class_counts(data, len(data.classes)) if cfg.get("cond") else None
+        if "acc" in [m.name for m in self.metrics]:
+            classwise.check_acc_fits(data.classes, "fid.metrics")
+        src = dataset_source(data, self.fc.ref_n, labels=classwise.needs_labels(self.metrics))
+        self.ref, _ = reference_stats(src, self.extractor, self.fc, cache=bool(self.fc.cache))
         self.path = run_dir / "fid.jsonl"
         if dist_.current().is_main and self.path.is_file():  # resumed: drop rows to be redone
             rows = [r for r in self.path.read_text().splitlines()
@@ -84,7 +90,7 @@ class FidMonitor:
             G = copy.deepcopy(G)
             dist_.broadcast_module([G])
         draws = score_generator(G, z_dim, self.n, self.ref, self.extractor, self.fc,
-                                self.metrics, self.device, f"iter {it}")
+                                self.metrics, self.device, f"iter {it}", self.class_counts)
         row = None
         if dist_.current().is_main:
             s = summarize(draws, self.metrics)

@@ -38,7 +38,10 @@ def meta_of(extractor: Extractor, src: Source) -> dict[str, Any]:
 def stats_of(src: Source, extractor: Extractor, fc: Any) -> Stats:
     """Statistics of every image of `src` (a collective under torchrun)."""
     got = extract(src, extractor, int(fc.batch), int(fc.workers))
-    return Stats.of(got.features, meta_of(extractor, src))
+    meta = meta_of(extractor, src)
+    if src.labels is not None:
+        meta["classes"] = src.info.get("classes")
+    return Stats.of(got.features, meta, src.labels)
 
 
 def _read_cache(path: Path) -> Stats | None:
@@ -56,6 +59,8 @@ def reference_stats(src: Source, extractor: Extractor, fc: Any, cache: bool = Tr
     """Statistics of a data set, read from rank 0's cache when they were computed before."""
     path = cache_dir() / "fid_stats" / stats_key(src.info, src.n, extractor)
     found = on_main(lambda: _read_cache(path)) if cache else None
+    if found is not None and src.labels is not None and found.labels is None:
+        found = None  # written without the labels (ifid) that are wanted now
     if found is not None:
         return found, path
     if dist_.current().is_main:

@@ -130,6 +130,11 @@ def validate_fid_train(cfg: Any) -> None:
     n = C.whole("train.fid_n", t.fid_n, 2,
                 note=" (generated samples per evaluation; 10000 is the standard)")
     _check_sample_count("train.fid_n", n, cfg.fid)
+    by_class = [m for m in metric_names(cfg.fid.metrics) if m in ("ifid", "acc")]
+    if by_class and not cfg.get("cond", False):
+        raise UserError(f"fid.metrics={metric_names(cfg.fid.metrics)}: {', '.join(by_class)} "
+                        "measure a class-conditional model; train with cond=true, or leave "
+                        f"{', '.join(by_class)} out of fid.metrics.")
     logged = [k for m in selected(cfg.fid.metrics) for k, d in m.keys.items() if d]
     C.choice("fid.best", cfg.fid.best, logged,
              " (the number best.pt is kept by: one that fid.metrics="

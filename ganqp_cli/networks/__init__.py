@@ -13,12 +13,13 @@ from ganqp_cli.networks.common import (
     image_modules,
     spectral_normalise,
 )
+from ganqp_cli.networks.conditional import ConditionalArch, conditioned, is_conditional
 from ganqp_cli.networks.critics import JointCritic, PairCritic
 from ganqp_cli.networks.dcgan import DCGANArch, QPArch
 from ganqp_cli.networks.mlp import MLPArch
 from ganqp_cli.networks.resnet import ResNetArch
 from ganqp_cli.networks.validation import validate_arch
 
-__all__ = ["DCGANArch", "Generator", "JointCritic", "MLPArch", "PairCritic", "QPArch",
-           "ResNetArch", "Reshape", "Shape", "image_modules", "spectral_normalise",
-           "validate_arch"]
+__all__ = ["ConditionalArch", "DCGANArch", "Generator", "JointCritic", "MLPArch", "PairCritic",
+           "QPArch", "ResNetArch", "Reshape", "Shape", "conditioned", "image_modules",
+           "is_conditional", "spectral_normalise", "validate_arch"]

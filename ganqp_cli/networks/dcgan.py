@@ -20,6 +20,7 @@ from ganqp_cli.networks.common import (
     _maybe_sn,
     _norm2d,
 )
+from ganqp_cli.networks.conditional import concat_generator, projection_critic
 
 
 class QPArch(EncoderFromCritic):
@@ -43,12 +44,13 @@ class QPArch(EncoderFromCritic):
         res = 2 ** _levels(shape)
         return int(math.log2(res)) - 3, min(8 * res, 2048)
 
-    def generator(self, shape: Shape) -> Generator:
+    def generator(self, shape: Shape, extra: int = 0) -> Generator:
+        """`extra`: inputs besides z (a class embedding, networks.conditional)."""
         n, max_ch = self._sizes(shape)
         top = _ch(max_ch, self.width)
         layers: list[nn.Module] = [
-            nn.Linear(self.z_dim, 16 * top), nn.BatchNorm1d(16 * top, **self.bn), nn.ReLU(True),
-            Reshape(top, 4, 4)]
+            nn.Linear(self.z_dim + extra, 16 * top), nn.BatchNorm1d(16 * top, **self.bn),
+            nn.ReLU(True), Reshape(top, 4, 4)]
         c_in = top
         for i in range(n):
             c_out = _ch(max_ch / 2 ** (i + 1), self.width)
@@ -78,6 +80,13 @@ class QPArch(EncoderFromCritic):
         body.append(nn.Linear(feats, out_dim, bias=bias))
         return _maybe_sn(_glorot(body), self.sn)
 
+    # class-conditional networks (cond=true): z + class embedding, projection critic
+    conditional_generator = concat_generator
+
+    def conditional_critic(self, shape: Shape, n_classes: int, out_dim: int = 1,
+                           bias: bool = False) -> nn.Module:
+        return projection_critic(self, shape, n_classes, out_dim, bias, init=_glorot)
+
 
 class DCGANArch(EncoderFromCritic):
     """Radford et al.'s DCGAN as in the PyTorch examples (4x4 kernels, ngf = ndf = 64,
@@ -92,12 +101,13 @@ class DCGANArch(EncoderFromCritic):
         self.name, self.z_dim, self.sn, self.d_norm = name, z_dim, sn, d_norm
         self.ngf, self.ndf = _ch(ngf, width), _ch(ndf, width)
 
-    def generator(self, shape: Shape) -> Generator:
+    def generator(self, shape: Shape, extra: int = 0) -> Generator:
+        """`extra`: inputs besides z (a class embedding, networks.conditional)."""
         blocks = _levels(shape) - 3  # stride-2 blocks between 4x4 and res/2
         mult = [min(2 ** (blocks - i), 16) for i in range(blocks + 1)]
         layers: list[nn.Module] = [
-            Reshape(self.z_dim, 1, 1),
-            nn.ConvTranspose2d(self.z_dim, self.ngf * mult[0], 4, 1, 0, bias=False),
+            Reshape(self.z_dim + extra, 1, 1),
+            nn.ConvTranspose2d(self.z_dim + extra, self.ngf * mult[0], 4, 1, 0, bias=False),
             nn.BatchNorm2d(self.ngf * mult[0]), nn.ReLU(True)]
         for i in range(blocks):
             c_in, c_out = self.ngf * mult[i], self.ngf * mult[i + 1]
@@ -131,3 +141,10 @@ class DCGANArch(EncoderFromCritic):
         body.append(nn.Conv2d(feats, out_dim, 4, 1, 0, bias=bias))
         body.append(nn.Flatten())
         return _maybe_sn(_dcgan_init(body), self.sn)
+
+    # class-conditional networks (cond=true): z + class embedding, projection critic
+    conditional_generator = concat_generator
+
+    def conditional_critic(self, shape: Shape, n_classes: int, out_dim: int = 1,
+                           bias: bool = False) -> nn.Module:
+        return projection_critic(self, shape, n_classes, out_dim, bias)

@@ -7,6 +7,7 @@ from torch import nn
 from ganqp_cli.errors import UserError
 from ganqp_cli.keyspec import POSITIVE, flag, one_of, text, whole
 from ganqp_cli.networks.common import EncoderFromCritic, Generator, Shape, _ch, _maybe_sn
+from ganqp_cli.networks.conditional import concat_generator, projection_critic
 
 
 class MLPArch(EncoderFromCritic):
@@ -32,11 +33,12 @@ class MLPArch(EncoderFromCritic):
         layers.append(nn.Linear(self.hidden, d_out, bias=bias))
         return nn.Sequential(*layers)
 
-    def generator(self, shape: Shape) -> Generator:
+    def generator(self, shape: Shape, extra: int = 0) -> Generator:
+        """`extra`: inputs besides z (a class embedding, networks.conditional)."""
         if len(shape) != 1:
             raise UserError(f"arch=mlp is for point data; got images of shape {tuple(shape)}. "
                             "Use arch=gan-qp or arch=dcgan.")
-        return Generator(self.z_dim, self._mlp(self.z_dim, shape[0], nn.ReLU(True)))
+        return Generator(self.z_dim, self._mlp(self.z_dim + extra, shape[0], nn.ReLU(True)))
 
     def trunk(self, shape: Shape, bias: bool = True) -> tuple[nn.Sequential, int]:
         body = self._mlp(shape[0], self.hidden, nn.LeakyReLU(0.2, True), bias)[:-1]
@@ -46,3 +48,12 @@ class MLPArch(EncoderFromCritic):
         if len(shape) != 1:
             raise UserError(f"arch=mlp is for point data; got images of shape {tuple(shape)}.")
         return _maybe_sn(self._mlp(shape[0], out_dim, nn.LeakyReLU(0.2, True), bias), self.sn)
+
+    # class-conditional networks (cond=true): z + class embedding, projection critic
+    conditional_generator = concat_generator
+
+    def conditional_critic(self, shape: Shape, n_classes: int, out_dim: int = 1,
+                           bias: bool = True) -> nn.Module:
+        if len(shape) != 1:
+            raise UserError(f"arch=mlp is for point data; got images of shape {tuple(shape)}.")
+        return projection_critic(self, shape, n_classes, out_dim, bias)

@@ -15,6 +15,8 @@ SNGAN code. Channels are multiples of `ch` (64) per resolution:
 - 256, 512 px: BigGAN's 256 and 512 px channel tables at ch 64.
 
 `width` multiplies every channel count; `d_norm: bn` puts BatchNorm before each critic ReLU.
+Class-conditional (cond=true): conditional BatchNorm in the generator's blocks (the last
+BatchNorm stays plain, as SNGAN's), a projection critic (networks.conditional).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ganqp_cli.networks.common import (
     _levels,
     _maybe_sn,
 )
+from ganqp_cli.networks.conditional import CondBatchNorm2d, projection_critic
 
 # res -> (generator channels from the 4x4 input to the last block, critic block outputs,
 # which critic blocks halve the resolution), in multiples of `ch`.
@@ -71,10 +74,14 @@ def _up(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
+def _gen_norm(ch: int, n_classes: int) -> nn.Module:
+    return CondBatchNorm2d(ch, n_classes) if n_classes else nn.BatchNorm2d(ch)
+
+
 class UpBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int) -> None:
+    def __init__(self, c_in: int, c_out: int, n_classes: int = 0) -> None:
         super().__init__()
-        self.bn1, self.bn2 = nn.BatchNorm2d(c_in), nn.BatchNorm2d(c_out)
+        self.bn1, self.bn2 = _gen_norm(c_in, n_classes), _gen_norm(c_out, n_classes)
         self.conv1, self.conv2 = _conv(c_in, c_out, 3, GAIN), _conv(c_out, c_out, 3, GAIN)
         self.shortcut = _conv(c_in, c_out, 1, 1.0)
 
@@ -134,12 +141,12 @@ class SumPool(nn.Module):
 
 
 class GenBody(nn.Module):
-    def __init__(self, z_dim: int, chans: list[int], out_ch: int) -> None:
+    def __init__(self, z_dim: int, chans: list[int], out_ch: int, n_classes: int = 0) -> None:
         super().__init__()
         self.top = chans[0]
         self.fc = _linear(z_dim, 16 * chans[0])
-        self.blocks = nn.Sequential(*[UpBlock(a, b) for a, b in zip(chans[:-1], chans[1:],
-                                                                    strict=True)])
+        self.blocks = nn.Sequential(*[UpBlock(a, b, n_classes)
+                                      for a, b in zip(chans[:-1], chans[1:], strict=True)])
         self.bn = nn.BatchNorm2d(chans[-1])
         self.out = _conv(chans[-1], out_ch, 3, 1.0)
 
@@ -188,3 +195,12 @@ class ResNetArch(EncoderFromCritic):
         body, feats = self.trunk(shape, bias=bias)
         body.append(_linear(feats, out_dim, bias))
         return _maybe_sn(body, self.sn)
+
+    # class-conditional networks (cond=true): conditional BatchNorm, projection critic
+    def conditional_generator(self, shape: Shape, n_classes: int) -> Generator:
+        g, _, _ = self._table(shape)
+        return Generator(self.z_dim, GenBody(self.z_dim, g, shape[0], n_classes))
+
+    def conditional_critic(self, shape: Shape, n_classes: int, out_dim: int = 1,
+                           bias: bool = True) -> nn.Module:
+        return projection_critic(self, shape, n_classes, out_dim, bias)

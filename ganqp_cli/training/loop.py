@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from ganqp_cli import checkpoint as ckpt
 from ganqp_cli import distributed as dist_
 from ganqp_cli import trackers
+from ganqp_cli.classes import check_resume
 from ganqp_cli.data import Batches
 from ganqp_cli.errors import RunFailed, UserError
 from ganqp_cli.logger import RunLogger
@@ -81,7 +82,8 @@ def run(cfg: DictConfig, dist: dist_.Dist, device: torch.device, run_dir: Path
     log = RunLogger(run_dir, t.iters, start, enabled=dist.is_main,
                     trackers=trackers.build(cfg, run_dir, start) if dist.is_main else ())
     batches = Batches(s.data, s.local_batch, cfg.seed, device, dist.rank, dist.world,
-                      t.workers, start_batch=consumed)  # warnings: stderr
+                      t.workers, start_batch=consumed,  # warnings: stderr
+                      labels=s.classes is not None)
     fid = FidMonitor.create(cfg, s.data, device, run_dir, extra, start)
     log.info(banner(s, run_dir, found, start))
     plan, guard = phases(s), Guard(int(t.nan_patience))
@@ -160,6 +162,7 @@ def resume(s: Setup, run_dir: Path) -> tuple[int, int, dict[str, Any], tuple[str
         state = ckpt.load(path, key=key)
         ckpt.check_compatible(state["config"], OmegaConf.to_container(s.cfg, resolve=True),
                               str(path))
+        check_resume(state, s.classes, str(path))
         s.restore(state)
         start, consumed, extra = int(state["iter"]), int(state["data"]["consumed"]), \
             dict(state["extra"])

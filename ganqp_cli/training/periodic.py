@@ -17,6 +17,7 @@ import torch
 
 from ganqp_cli import checkpoint as ckpt
 from ganqp_cli import distributed as dist_
+from ganqp_cli.classes import class_grid
 from ganqp_cli.data import Batches
 from ganqp_cli.generate import generate
 from ganqp_cli.logger import RunLogger
@@ -65,6 +66,8 @@ class Periodic:
         self.t_last, self.it_last = time.time(), 0
         g = torch.Generator().manual_seed(int(s.cfg.seed))
         self.fixed_z = torch.randn(int(self.t.sample_n), s.z_dim, generator=g).to(s.device)
+        # cond=true: one row per class, each column one z (ganqp sample's default grid)
+        self.fixed_z, self.fixed_y, self.nrow = class_grid(self.fixed_z, s.classes)
 
     def start(self, it: int) -> None:
         self.t_last, self.it_last = time.time(), it
@@ -109,7 +112,8 @@ class Periodic:
     def save_samples(self, it: int) -> None:
         if self.s.dist.is_main:
             G = self.s.generator(want_ema=bool(self.t.sample_ema))
-            img = self.s.data.render(generate(G, self.fixed_z, batch=256))
+            img = self.s.data.render(generate(G, self.fixed_z, batch=256, labels=self.fixed_y),
+                                     self.nrow)
             self.log.image(it, "samples", img, self.run_dir / "samples" / f"iter_{it:07d}.png")
 
     def save(self, name: str, it: int, numbered: bool) -> None:

@@ -22,6 +22,7 @@ from torch import nn
 
 from ganqp_cli import distributed as dist_
 from ganqp_cli.errors import RunFailed
+from ganqp_cli.networks.conditional import conditioned
 from ganqp_cli.objectives import Models, gradients
 from ganqp_cli.objectives.base import Stats
 from ganqp_cli.training.setup import Setup
@@ -119,13 +120,15 @@ def _buffers(models: Models) -> list[torch.Tensor]:
     return list(models.buffers())
 
 
-def update(s: Setup, phase: Phase, real: torch.Tensor, z: torch.Tensor, step: int = 0
-           ) -> tuple[torch.Tensor, Stats, bool]:
+def update(s: Setup, phase: Phase, real: torch.Tensor, z: torch.Tensor, step: int = 0,
+           y: torch.Tensor | None = None) -> tuple[torch.Tensor, Stats, bool]:
     """One optimiser step of `phase` (its `step`-th of the run); returns (loss, statistics,
-    whether it was applied)."""
+    whether it was applied). `y`: the real batch's labels (cond=true), which the
+    conditional networks read for every call of the step, fakes included."""
     buffers = _buffers(s.models)
     saved = [b.clone() for b in buffers]
-    with s.autocast(), gradients.scaling(phase.scaler):  # input_gradient reads the scaler
+    # input_gradient reads the scaler
+    with s.autocast(), gradients.scaling(phase.scaler), conditioned(s.models, y):
         loss, stats = phase.loss(s.models, real, z)
         total = loss
         if phase.penalty is not None:
@@ -166,14 +169,16 @@ def iteration(s: Setup, plan: list[Phase], batches: Iterator[torch.Tensor],
         set_trainable(phase.trains, True)
         for n in range(phase.repeat):
             real, z = next(batches), draw_z()
-            loss, stats, ok = update(s, phase, real, z, it * phase.repeat + n)
+            y = getattr(batches, "labels", None)  # the batch's labels with cond=true
+            loss, stats, ok = update(s, phase, real, z, it * phase.repeat + n, y)
             guard.record(ok, phase.name, it)
             if ok:
                 logged.append(({phase.loss_key: loss,
                                 **{phase.prefix + k: v for k, v in stats.items()}},
                                1.0 / phase.repeat))
         if phase.after_phase is not None:
-            phase.after_phase(real, z)
+            with conditioned(s.models, y):
+                phase.after_phase(real, z)
     if s.keeps_ema:
         update_ema(s.ema, s.models.G, ema_decay(float(s.cfg.train.ema), it))
     return logged

@@ -16,8 +16,10 @@ from torch import nn
 from ganqp_cli import augment, syncbn
 from ganqp_cli import checkpoint as ckpt
 from ganqp_cli import distributed as dist_
+from ganqp_cli.classes import class_counts, run_classes
 from ganqp_cli.config import amp_mode, make, make_optimizer
 from ganqp_cli.generate import choose
+from ganqp_cli.networks import ConditionalArch
 from ganqp_cli.objectives import Models, Objective
 from ganqp_cli.regularizers import build_regularizers
 
@@ -56,8 +58,13 @@ class Setup:
     def __init__(self, cfg: DictConfig, dist: dist_.Dist, device: torch.device) -> None:
         self.cfg, self.dist, self.device = cfg, dist, device
         self.data = make(cfg.data, "data", res=cfg.res)
+        # cond=true: the data's class names and counts (None: unconditional)
+        self.classes = run_classes(cfg.get("cond", False), self.data)
+        self.class_counts = class_counts(self.data, len(self.classes)) if self.classes else None
         self.objective: Objective = make(cfg.objective, "objective")
         arch = make(cfg.arch, "arch")
+        if self.classes is not None:  # the networks take the class
+            arch = ConditionalArch(arch, len(self.classes))
         models = self.objective.build(arch, tuple(self.data.shape))
         if cfg.arch.get("sync_bn", False):  # the networks stay free of distributed code
             models = syncbn.convert(models, device.type)
@@ -118,6 +125,8 @@ class Setup:
             "scaler_d": self.scaler_d.state_dict(), "scaler_g": self.scaler_g.state_dict(),
             "rng": rngs, "data": {"consumed": consumed}, "extra": extra,
             "aug": self.aug.state_dict(), "reg": self.reg.state_dict(),
+            **({"classes": self.classes, "class_counts": self.class_counts}
+               if self.classes is not None else {}),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
