@@ -11,7 +11,7 @@ waits for a rank that has died or hangs. A plain single process uses no group.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -189,6 +189,16 @@ def all_reduce_grads(params: list[nn.Parameter], flag: torch.Tensor | None = Non
     return flat
 
 
+def mean_over_ranks(v: torch.Tensor) -> torch.Tensor:
+    """The mean of a tensor over the ranks, left on its device (itself in one process)."""
+    d = current()
+    if not d.enabled:
+        return v
+    v = v.clone()
+    dist.all_reduce(v)
+    return v / d.world
+
+
 def all_reduce_mean(values: dict[str, torch.Tensor]) -> dict[str, float]:
     """Mean of scalar tensors over ranks, as Python floats (one collective)."""
     if not values:
@@ -224,6 +234,32 @@ def broadcast_object(obj: object, src: int = 0) -> object:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def on_main(fn: Callable[[], None], what: str) -> None:
+    """Run `fn` on rank 0 alone; every rank learns whether it succeeded, and if it raised,
+    every rank raises RunFailed with its reason at once (not after train.dist_timeout_s
+    in the next collective). `what` names the work in the message."""
+    d = current()
+    if not d.enabled:
+        fn()
+        return
+    failure: str | None = None
+    if d.is_main:
+        try:
+            fn()
+        except Exception as err:  # noqa: BLE001 - reported to every rank, then raised
+            failure = f"{type(err).__name__}: {err}"
+            error: Exception | None = err
+        else:
+            error = None
+    failure = broadcast_object(failure)
+    if failure:
+        from ganqp_cli.errors import RunFailed
+        message = f"rank 0 failed {what} ({failure}); every rank stops."
+        if d.is_main:
+            raise RunFailed(message) from error
+        raise RunFailed(message)
 
 
 def barrier() -> None:
