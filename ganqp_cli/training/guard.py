@@ -102,10 +102,12 @@ def takes_found_inf(opt: torch.optim.Optimizer) -> bool:
 def _state_tensors(opt: torch.optim.Optimizer, params: list[nn.Parameter]
                    ) -> list[torch.Tensor] | None:
     """The parameters and their optimiser state, or None where a device-side restore cannot
-    cover them (no state yet, or state on another device)."""
-    state = [v for p in params for v in opt.state.get(p, {}).values()
-             if isinstance(v, torch.Tensor)]
-    if not state or any(v.device != params[0].device for v in state):
+    cover them: before the first step (torch makes the state then: a skipped first step
+    must leave none) or with state on another device."""
+    if not params or any(p not in opt.state for p in params):
+        return None
+    state = [v for p in params for v in opt.state[p].values() if isinstance(v, torch.Tensor)]
+    if any(v.device != params[0].device for v in state):
         return None
     return [*params, *state]
 
@@ -116,6 +118,9 @@ class Stepper:
     def __init__(self, opt: torch.optim.Optimizer, params: list[nn.Parameter]) -> None:
         self.opt, self.params = opt, [p for p in params]
         self.saved = Snapshot()  # parameters and optimiser state (the restore path)
+        # Whether the optimiser has stepped (made its state: a skipped first step must
+        # leave none, which only the host can decide); a restored state counts.
+        self.stepped = False
 
     def step(self, ok: torch.Tensor, after: Callable[[], None]) -> None:
         """`after` runs after the step (WGAN's clipping). On a skip by `found_inf` it runs on
@@ -129,13 +134,16 @@ class Stepper:
             finally:
                 del opt.grad_scale, opt.found_inf
             after()
+            self.stepped = True  # (its state, made now, is as new if the step was skipped)
             return
-        tensors = None if reads_on_host(ok) else _state_tensors(
+        self.stepped = self.stepped or all(p in opt.state for p in self.params)
+        tensors = None if reads_on_host(ok) or not self.stepped else _state_tensors(
             opt, self.params)
         if tensors is None:  # the host decides (free here, or unavoidable: see the module)
             if bool(ok):
                 opt.step()
                 after()
+                self.stepped = True
             return
         self.saved.take(tensors)
         opt.step()
