@@ -40,8 +40,8 @@ class Bucket:
     work: dist.Work | None = None
 
 
-def plan_buckets(params: list[nn.Parameter], first_mb: float = FIRST_MB,
-                 mb: float = BUCKET_MB) -> list[list[nn.Parameter]]:
+def plan_buckets(params: list[nn.Parameter], first_mb: float, mb: float
+                 ) -> list[list[nn.Parameter]]:
     """The parameters, last first, in groups of one dtype and device of at most `mb` MB
     (`first_mb` for the first group); a parameter larger than that is a group alone."""
     groups: list[list[nn.Parameter]] = []
@@ -63,11 +63,13 @@ class GradExchange:
     """The gradient exchange of one set of parameters (one phase's) over `world` ranks."""
 
     def __init__(self, params: list[nn.Parameter], world: int,
-                 first_mb: float = FIRST_MB, mb: float = BUCKET_MB) -> None:
+                 first_mb: float | None = None, mb: float | None = None) -> None:
         self.world = world
         self.buckets: list[Bucket] = []
         self.where: dict[int, tuple[int, int]] = {}  # id(param) -> (bucket, slot)
-        for i, group in enumerate(plan_buckets(params, first_mb, mb)):
+        groups = plan_buckets(params, FIRST_MB if first_mb is None else first_mb,
+                              BUCKET_MB if mb is None else mb)
+        for i, group in enumerate(groups):
             n = sum(p.numel() for p in group) + (1 if i == 0 else 0)  # + the flag
             offsets = [0]
             for p in group:

@@ -7,7 +7,9 @@
 - a plain iteration reads nothing back from the device, and a signal on one rank stops both
   at the same round of the stop flag;
 - a checkpoint rank 0 cannot write stops every rank at once, naming the reason (before,
-  the other ranks went on and waited train.dist_timeout_s in the next collective).
+  the other ranks went on and waited train.dist_timeout_s in the next collective);
+- the gradient exchange alone: one bucket per parameter, the mean of the ranks' gradients,
+  no gradient where none was computed, and a NaN on one rank reaching both.
 """
 
 from __future__ import annotations
@@ -68,3 +70,24 @@ def test_a_checkpoint_rank_0_cannot_write_stops_every_rank_at_once(ranks):
         assert raised is not None and raised.startswith(
             "rank 0 failed writing checkpoints/last.pt at iteration 1 ("), raised
         assert "Error" in raised  # the reason: rank 0's exception
+
+
+@pytest.mark.slow
+def test_the_gradient_exchange_averages_in_buckets_and_carries_the_flag(ranks):
+    one = []
+    for rank in (0, 1):  # the two ranks' gradients, computed here
+        net, _, x = two_ranks.exchange_inputs(rank)
+        net(x).square().mean().backward()
+        one.append([p.grad for p in net.parameters()])
+    mean = [(a + b) / 2 for a, b in zip(*one, strict=True)]
+    for rank in (0, 1):
+        got = result(ranks, "exchange", rank)
+        assert got["buckets"] == 6  # one per parameter, the spare layer's two included
+        clean = got["clean"]
+        assert clean["ok"]
+        for g, want in zip(clean["grads"][:4], mean, strict=True):
+            torch.testing.assert_close(g, want, rtol=1e-6, atol=1e-7)
+        assert clean["grads"][4:] == [None, None]  # no gradient: the optimiser skips it
+        nan = got["nan_on_rank_1"]
+        assert all(bool(torch.isfinite(g).all()) for g in nan["grads"][:4])
+        assert not nan["ok"]  # rank 1's NaN loss reached rank 0 as well

@@ -8,6 +8,11 @@ start-up once): each scenario's result, or its traceback, goes to rank-numbered 
   gradient exchange, the stop flag), and both ranks stopping at the same round when only
   rank 1 got a signal.
 - `checkpoint`: rank 0 fails to write a checkpoint; every rank must raise at once.
+- `exchange`: GradExchange alone, one parameter per bucket, one parameter without a
+  gradient, and a NaN loss on rank 1 only.
+
+Buckets are made small (a few KB) so that the tiny networks' gradients travel in several
+buckets, started while backward runs, as a real network's do.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import torch
 from hydra import compose, initialize_config_module
 
 from ganqp_cli import distributed as dist_
+from ganqp_cli import grad_exchange
 from ganqp_cli.data import Batches
 from ganqp_cli.errors import RunFailed
 from ganqp_cli.training import guard as guard_mod
@@ -101,14 +107,41 @@ def checkpoint(run_dir: Path) -> dict[str, Any]:
     return {"raised": None}
 
 
+def exchange_inputs(rank: int) -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    spare = torch.nn.Linear(3, 3)  # trained by the phase, unused by this loss
+    x = torch.randn(4, 4, generator=torch.Generator().manual_seed(10 + rank))
+    return net, spare, x
+
+
+def exchange() -> dict[str, Any]:
+    d = dist_.current()
+    net, spare, x = exchange_inputs(d.rank)
+    params = [*net.parameters(), *spare.parameters()]
+    ex = grad_exchange.GradExchange(params, d.world, first_mb=1e-5, mb=1e-5)
+    out = {"buckets": len(ex.buckets)}
+    # The NaN is a constant: finite gradients, so only the loss's flag can carry it.
+    for name, poison in (("clean", 0.0), ("nan_on_rank_1", float("nan"))):
+        loss = net(x).square().mean() + (poison if d.rank == 1 else 0.0)
+        for p in params:
+            p.grad = None
+        ex.arm(loss)
+        loss.backward()
+        out[name] = {"ok": bool(ex.finish()),
+                     "grads": [None if p.grad is None else p.grad.clone() for p in params]}
+    return out
+
+
 def main(rank: int, world: int, init: str, out: str, run_dir: str) -> None:
     # A scenario that fails on one rank leaves the other in a collective: a short timeout
     # turns that into an error instead of a hang.
     torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=world,
                                          timeout=timedelta(seconds=120))
     results: dict[str, Any] = {}
+    grad_exchange.FIRST_MB = grad_exchange.BUCKET_MB = 0.004  # several buckets
     try:
-        for name, fn in (("penalties", penalties), ("syncs", syncs),
+        for name, fn in (("exchange", exchange), ("penalties", penalties), ("syncs", syncs),
                          ("checkpoint", lambda: checkpoint(Path(run_dir)))):
             try:
                 results[name] = fn()
