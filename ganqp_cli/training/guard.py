@@ -13,11 +13,12 @@ the skip happens on the device:
   where the flag says so (`Snapshot.restore_unless`), which costs a copy of both per update;
 - the buffers are copied before the forward pass and put back likewise.
 
-Where reading the flag waits for nothing (the CPU, whose kernels have finished when Python
-goes on: `HOST_READ_IS_FREE`), an optimiser of the second kind is stepped only if the flag
-reads true, as is the first update of any such optimiser (its state does not exist before
-it) and one whose state lives on another device than its parameters (torch's Adam keeps its
-step counters on the host unless fused or capturable).
+The host reads the flag instead where that waits for nothing (`HOST_READ_IS_FREE`: the CPU,
+whose kernels have finished when Python goes on, and where the copy would cost 5% of an
+update), and where it cannot be avoided: an optimiser's first step (it makes the state, and
+a skipped first step must leave none) and an optimiser whose state lives on another device
+than its parameters (torch's Adam keeps its step counters on the host unless fused=True or
+capturable=True).
 
 `Guard` counts skipped updates on the device too; `check` reads the counts (one host read)
 and raises RunFailed once a phase skipped `patience` updates in a row. The loop calls it at
@@ -43,10 +44,6 @@ _BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 NEVER = 2**62
 
 
-def reads_on_host(flag: torch.Tensor) -> bool:
-    return flag.device.type in HOST_READ_IS_FREE
-
-
 class Snapshot:
     """Copies of a list of tensors, taken with one foreach copy (the copies are allocated
     once and reused while the list stays the same)."""
@@ -67,14 +64,12 @@ class Snapshot:
         if self.tensors:
             torch._foreach_copy_(self.tensors, self.copies)
 
-    def put_back_unless(self, keep: torch.Tensor) -> None:
-        """Restore the copies if `keep` is false: read on the host where that is free, else
-        on the device."""
-        if reads_on_host(keep):
-            if not bool(keep):
-                self.restore()
-        else:
+    def put_back_unless(self, keep: bool | torch.Tensor) -> None:
+        """Restore the copies unless `keep` (on_host's answer)."""
+        if isinstance(keep, torch.Tensor):
             self.restore_unless(keep)
+        elif not keep:
+            self.restore()
 
     @torch.no_grad()
     def restore_unless(self, keep: torch.Tensor) -> None:
@@ -102,33 +97,37 @@ def takes_found_inf(opt: torch.optim.Optimizer) -> bool:
 def _state_tensors(opt: torch.optim.Optimizer, params: list[nn.Parameter]
                    ) -> list[torch.Tensor] | None:
     """The parameters and their optimiser state, or None where a device-side restore cannot
-    cover them: before the first step (torch makes the state then: a skipped first step
-    must leave none) or with state on another device."""
-    if not params or any(p not in opt.state for p in params):
-        return None
-    state = [v for p in params for v in opt.state[p].values() if isinstance(v, torch.Tensor)]
-    if any(v.device != params[0].device for v in state):
+    cover them: state on another device."""
+    state = [v for p in params for v in opt.state.get(p, {}).values()
+             if isinstance(v, torch.Tensor)]
+    if any(v.device != p.device for v in state for p in params[:1]):
         return None
     return [*params, *state]
 
 
+def on_host(ok: torch.Tensor) -> bool | torch.Tensor:
+    """The flag as the guard uses it: a Python bool where reading it is free, else the
+    device tensor itself."""
+    return bool(ok) if ok.device.type in HOST_READ_IS_FREE else ok
+
+
 class Stepper:
-    """Applies one phase's optimiser step, or skips it, as the device flag `ok` says."""
+    """Applies one phase's optimiser step, or skips it, as the flag says."""
 
     def __init__(self, opt: torch.optim.Optimizer, params: list[nn.Parameter]) -> None:
         self.opt, self.params = opt, [p for p in params]
         self.saved = Snapshot()  # parameters and optimiser state (the restore path)
-        # Whether the optimiser has stepped (made its state: a skipped first step must
-        # leave none, which only the host can decide); a restored state counts.
+        # Whether the optimiser has stepped: its first step makes its state, and a skipped
+        # first step must leave none, which only the host can decide.
         self.stepped = False
 
-    def step(self, ok: torch.Tensor, after: Callable[[], None]) -> None:
-        """`after` runs after the step (WGAN's clipping). On a skip by `found_inf` it runs on
-        the unchanged parameters, so it must leave parameters that already satisfy it as
-        they are (clipping does)."""
+    def step(self, keep: bool | torch.Tensor, after: Callable[[], None]) -> None:
+        """Step if `keep` (on_host's answer) is true. `after` runs after the step (WGAN's
+        clipping); on a skip by `found_inf` it runs on the unchanged parameters, so it must
+        leave parameters that already satisfy it as they are (clipping does)."""
         opt = self.opt
-        if takes_found_inf(opt):
-            opt.grad_scale, opt.found_inf = None, (~ok).float()  # unscaled already
+        if isinstance(keep, torch.Tensor) and takes_found_inf(opt):
+            opt.grad_scale, opt.found_inf = None, (~keep).float()  # unscaled already
             try:
                 opt.step()
             finally:
@@ -136,19 +135,19 @@ class Stepper:
             after()
             self.stepped = True  # (its state, made now, is as new if the step was skipped)
             return
-        self.stepped = self.stepped or all(p in opt.state for p in self.params)
-        tensors = None if reads_on_host(ok) or not self.stepped else _state_tensors(
-            opt, self.params)
-        if tensors is None:  # the host decides (free here, or unavoidable: see the module)
-            if bool(ok):
-                opt.step()
-                after()
-                self.stepped = True
+        self.stepped = self.stepped or (bool(self.params)
+                                        and all(p in opt.state for p in self.params))
+        tensors = _state_tensors(opt, self.params) if self.stepped else None
+        if isinstance(keep, torch.Tensor) and tensors is not None:
+            self.saved.take(tensors)
+            opt.step()
+            after()
+            self.saved.restore_unless(keep)
             return
-        self.saved.take(tensors)
-        opt.step()
-        after()
-        self.saved.restore_unless(ok)
+        if bool(keep):  # the host decides (free here, or unavoidable: see the module)
+            opt.step()
+            after()
+            self.stepped = True
 
 
 class Guard:

@@ -23,7 +23,7 @@ from torch import nn
 from ganqp_cli.grad_exchange import GradExchange
 from ganqp_cli.objectives import Models, gradients, shared
 from ganqp_cli.objectives.base import Stats
-from ganqp_cli.training.guard import Guard, Snapshot, Stepper
+from ganqp_cli.training.guard import Guard, Snapshot, Stepper, on_host
 from ganqp_cli.training.setup import Setup
 
 __all__ = ["Guard", "Phase", "iteration", "phases", "update"]
@@ -124,8 +124,9 @@ def update(s: Setup, phase: Phase, real: torch.Tensor, z: torch.Tensor, step: in
         _all_finite(phase.params, total)
     if phase.scaler.is_enabled():
         phase.scaler.unscale_(phase.opt)
-    phase.stepper.step(ok, lambda: phase.after_step(s.models))
-    phase.buffers.put_back_unless(ok)
+    keep = on_host(ok)  # a bool where reading the device is free, else the device flag
+    phase.stepper.step(keep, lambda: phase.after_step(s.models))
+    phase.buffers.put_back_unless(keep)
     phase.scaler.update()  # on a skipped fp16 step: a smaller scale
     return loss, stats, ok
 
