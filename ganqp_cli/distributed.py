@@ -1,4 +1,5 @@
-"""Data-parallel helpers: process group set-up, gradient all-reduce, gathers, checks.
+"""Data-parallel helpers: process group set-up, gathers, checks (the gradient exchange:
+grad_exchange.py).
 
 Started by torchrun (RANK/WORLD_SIZE/LOCAL_RANK in the environment) the process group is
 created before Hydra runs, so that rank 0 can choose the run directory and every rank uses
@@ -162,31 +163,6 @@ def broadcast_module(modules: Iterable[nn.Module], src: int = 0) -> None:
     tensors = [t for m in modules for t in (*m.parameters(), *m.buffers())]
     for t in tensors:
         dist.broadcast(t.data, src=src)
-
-
-def all_reduce_grads(params: list[nn.Parameter], flag: torch.Tensor | None = None
-                     ) -> torch.Tensor | None:
-    """Average gradients over ranks in one flat collective (like DDP's buckets, one bucket).
-
-    `flag` (a scalar, e.g. the local loss) rides along as `flag * 0`: NaN or inf on any rank
-    makes the returned flat tensor non-finite on every rank. Returns None in one process."""
-    d = current()
-    if not d.enabled:
-        return None
-    grads = [p.grad for p in params if p.grad is not None]
-    tail = [] if flag is None else [(flag.detach().float() * 0).reshape(1).to(
-        grads[0].dtype if grads else torch.float32)]
-    if not grads and not tail:
-        return None
-    flat = torch.cat([g.reshape(-1) for g in grads] + tail)
-    dist.all_reduce(flat)
-    flat /= d.world
-    offset = 0
-    for g in grads:
-        n = g.numel()
-        g.copy_(flat[offset:offset + n].view_as(g))
-        offset += n
-    return flat
 
 
 def mean_over_ranks(v: torch.Tensor) -> torch.Tensor:
