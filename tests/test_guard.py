@@ -122,3 +122,25 @@ def test_no_checkpoint_is_written_holding_a_non_finite_tensor():
     with pytest.raises(RunFailed, match="models.D.w holds non-finite values"):
         ckpt.check_finite(state)
     ckpt.check_finite({"models": {"D.w": torch.ones(2), "n": torch.tensor(3)}})
+
+
+def test_the_buffers_are_saved_by_one_foreach_copy_into_kept_tensors(monkeypatch):
+    """Before an update the guard saves every buffer (it puts them back if the update is
+    skipped): one foreach copy into tensors kept from the first update, not a clone per
+    buffer per update."""
+    s = _setup()
+    critic = phases(s)[0]
+    real = s.data.to_model(s.data.tensor[:16])
+    z = torch.randn(16, s.z_dim)
+    update(s, critic, real, z)
+    kept = [c.data_ptr() for c in critic.buffers.copies]
+    assert len(kept) == len(list(s.models.buffers())) == 9  # 3 BatchNorm layers
+    clones, copies = [], []
+    clone, foreach_copy = torch.Tensor.clone, torch._foreach_copy_
+    monkeypatch.setattr(torch.Tensor, "clone", lambda t, *a, **k: clones.append(1) or clone(
+        t, *a, **k))
+    monkeypatch.setattr(torch, "_foreach_copy_", lambda *a, **k: copies.append(len(a[0]))
+                        or foreach_copy(*a, **k))
+    update(s, critic, real, z)
+    assert clones == [] and copies == [len(kept)]
+    assert [c.data_ptr() for c in critic.buffers.copies] == kept
