@@ -69,7 +69,8 @@ def child_ganqp(a: argparse.Namespace) -> dict:
 
 
 def child_reference(a: argparse.Namespace) -> dict:
-    """The minimal loop: the same networks, loss, Adam settings, batch, 2 critic steps."""
+    """The minimal loop: the same networks, loss, Adam settings, batch, 2 critic steps, and
+    no critic pass on reals in the generator step (their score has no gradient for G)."""
     from ganqp_cli.data import Digits
     from ganqp_cli.networks import DCGANArch, QPArch
     torch.manual_seed(0)
@@ -99,8 +100,8 @@ def child_reference(a: argparse.Namespace) -> dict:
             opt_d.step()
         D.requires_grad_(False)
         G.requires_grad_(True)
-        real, z = batch(), torch.randn(a.batch, arch.z_dim, device=dev)
-        loss = (D(real) - D(G(z))).mean()
+        real, z = batch(), torch.randn(a.batch, arch.z_dim, device=dev)  # drawn, as ganqp
+        loss = -D(G(z)).mean()  # E[dT] less E[T(x_r)], which has no gradient for G
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         opt_g.step()
