@@ -29,6 +29,7 @@ import importlib.util
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -60,6 +61,7 @@ def child_ganqp(a: argparse.Namespace) -> dict:
           "train.sample_every=0", "train.ckpt_every=0", "train.keep_ckpts=0",
           f"hydra.run.dir={run}"])
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    shutil.rmtree(run, ignore_errors=True)
     # Wall time between the first log line at or after the warm-up and the last one: the
     # iterations and every log line in between (a row's own it_per_s leaves its log line out).
     first = next(r for r in rows if r["iter"] >= a.warmup)
