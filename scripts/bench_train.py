@@ -162,7 +162,7 @@ def child_syncs(a: argparse.Namespace) -> dict:
     lines and checkpoints happen between iterations, not in them), as this device runs the
     guard, and on the device path."""
     from ganqp_cli.training import loop
-    syncs, step, counts = load_syncs(), loop.iteration, []
+    syncs, step, counts, cuda = load_syncs(), loop.iteration, [], []
 
     def counted(s, plan, batches, draw_z, guard, it):  # noqa: ANN001, ANN202
         if it < a.warmup:
@@ -170,6 +170,7 @@ def child_syncs(a: argparse.Namespace) -> dict:
         with syncs.SyncCounter(host=syncs.host_state([s.opt_d, s.opt_g])) as c:
             out = step(s, plan, batches, draw_z, guard, it)
         counts.append(c.count)
+        cuda.append(c.device_syncs)  # torch's own CUDA sync detection (0 on the CPU)
         return out
 
     loop.iteration = counted
@@ -177,8 +178,9 @@ def child_syncs(a: argparse.Namespace) -> dict:
     for name, on in (("as_run", False), ("device_path", True)):
         device_path(on)
         counts.clear()
+        cuda.clear()
         child_ganqp(argparse.Namespace(**{**vars(a), "iters": 6}))
-        out[name] = statistics.mean(counts)
+        out[name], out[f"{name}_cuda"] = statistics.mean(counts), statistics.mean(cuda)
     return out
 
 
@@ -351,6 +353,9 @@ def report_training(a: argparse.Namespace) -> None:
           f", hand-written {statistics.median(r['img_per_s'] for r in runs['reference']):.1f}"
           f"; blocking calls per plain iteration: {calls['as_run']:.2f} as the {a.dev.upper()} "
           f"runs the guard, {calls['device_path']:.2f} on the device path a GPU takes")
+    if a.dev == "cuda":
+        print(f"  CUDA syncs torch detected per plain iteration (set_sync_debug_mode): "
+              f"{calls['as_run_cuda']:.2f}")
     print(f"  peak memory MB: ganqp {max(x['peak_mb'] for x in runs['ganqp']):.1f}, "
           f"hand-written {max(x['peak_mb'] for x in runs['reference']):.1f}")
 
