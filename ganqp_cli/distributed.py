@@ -1,4 +1,5 @@
-"""Data-parallel helpers: process group set-up, gradient all-reduce, gathers, checks.
+"""Data-parallel helpers: process group set-up, gathers, checks (the gradient exchange:
+grad_exchange.py).
 
 Started by torchrun (RANK/WORLD_SIZE/LOCAL_RANK in the environment) the process group is
 created before Hydra runs, so that rank 0 can choose the run directory and every rank uses
@@ -11,7 +12,7 @@ waits for a rank that has died or hangs. A plain single process uses no group.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -164,29 +165,14 @@ def broadcast_module(modules: Iterable[nn.Module], src: int = 0) -> None:
         dist.broadcast(t.data, src=src)
 
 
-def all_reduce_grads(params: list[nn.Parameter], flag: torch.Tensor | None = None
-                     ) -> torch.Tensor | None:
-    """Average gradients over ranks in one flat collective (like DDP's buckets, one bucket).
-
-    `flag` (a scalar, e.g. the local loss) rides along as `flag * 0`: NaN or inf on any rank
-    makes the returned flat tensor non-finite on every rank. Returns None in one process."""
+def mean_over_ranks(v: torch.Tensor) -> torch.Tensor:
+    """The mean of a tensor over the ranks, left on its device (itself in one process)."""
     d = current()
     if not d.enabled:
-        return None
-    grads = [p.grad for p in params if p.grad is not None]
-    tail = [] if flag is None else [(flag.detach().float() * 0).reshape(1).to(
-        grads[0].dtype if grads else torch.float32)]
-    if not grads and not tail:
-        return None
-    flat = torch.cat([g.reshape(-1) for g in grads] + tail)
-    dist.all_reduce(flat)
-    flat /= d.world
-    offset = 0
-    for g in grads:
-        n = g.numel()
-        g.copy_(flat[offset:offset + n].view_as(g))
-        offset += n
-    return flat
+        return v
+    v = v.clone()
+    dist.all_reduce(v)
+    return v / d.world
 
 
 def all_reduce_mean(values: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -224,6 +210,32 @@ def broadcast_object(obj: object, src: int = 0) -> object:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def on_main(fn: Callable[[], None], what: str) -> None:
+    """Run `fn` on rank 0 alone; every rank learns whether it succeeded, and if it raised,
+    every rank raises RunFailed with its reason at once (not after train.dist_timeout_s
+    in the next collective). `what` names the work in the message."""
+    d = current()
+    if not d.enabled:
+        fn()
+        return
+    failure: str | None = None
+    if d.is_main:
+        try:
+            fn()
+        except Exception as err:  # noqa: BLE001 - reported to every rank, then raised
+            failure = f"{type(err).__name__}: {err}"
+            error: Exception | None = err
+        else:
+            error = None
+    failure = broadcast_object(failure)
+    if failure:
+        from ganqp_cli.errors import RunFailed
+        message = f"rank 0 failed {what} ({failure}); every rank stops."
+        if d.is_main:
+            raise RunFailed(message) from error
+        raise RunFailed(message)
 
 
 def barrier() -> None:

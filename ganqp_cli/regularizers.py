@@ -9,8 +9,11 @@
   on reals and fakes, updated with the current batch before use; the first batch sets them.
 
 T(x) is `objective.critic_score` (a pair critic scores a batch against the other side, a
-joint critic scores (x, code)), so no code here knows which objective runs. The fake batch
-is regenerated from the step's z without gradient, when a term needs it.
+joint critic scores (x, code)), so no code here knows which objective runs. What the step's
+loss already computed and shared (objectives.shared: its fake batch, the critic's scores on
+its real and fake batches) is reused: R2 differentiates the critic at the step's own fakes
+and LeCam takes the loss's scores, so neither generates G(z) or runs the critic again. Only
+where an objective shares nothing is the fake batch regenerated from the step's z.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ganqp_cli import distributed as dist_
 from ganqp_cli.keyspec import NON_NEGATIVE, check_node, number, whole
 from ganqp_cli.objectives.gradients import input_gradient
 from ganqp_cli.objectives.losses import full
+from ganqp_cli.objectives.shared import Shared
 
 Stats = dict[str, torch.Tensor]
 
@@ -35,15 +39,6 @@ def grad_sq(score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> t
     x = x.detach().requires_grad_(True)
     (grad,) = input_gradient(score(x), x)  # loss-scaled under fp16
     return grad.flatten(1).square().sum(1).mean()
-
-
-def _global_mean(v: torch.Tensor) -> torch.Tensor:
-    """The mean of per-rank values over the ranks (a no-op in one process)."""
-    if dist_.current().enabled:
-        v = v.clone()
-        torch.distributed.all_reduce(v)
-        v /= dist_.current().world
-    return v
 
 
 class Regularizers:
@@ -56,20 +51,30 @@ class Regularizers:
         self.lecam, self.decay = float(lecam), float(lecam_decay)
         self.anchors: torch.Tensor | None = None  # (a_R, a_F)
         self.last: Stats = {}  # the lazy terms' last values, logged on every step
+        self.restored: dict[str, float] = {}  # ... as a checkpoint holds them
 
     @property
     def active(self) -> bool:
         return self.r1 > 0 or self.r2 > 0 or self.lecam > 0
 
     def critic_penalty(self, objective: Any, models: torch.nn.Module, real: torch.Tensor,
-                       z: torch.Tensor, step: int) -> tuple[torch.Tensor, Stats]:
-        """(what to add to the critic loss, stats) for critic step number `step`."""
+                       z: torch.Tensor, step: int, seen: Shared | None = None
+                       ) -> tuple[torch.Tensor, Stats]:
+        """(what to add to the critic loss, stats) for critic step number `step`; `seen`:
+        what the step's loss shared."""
         total = real.new_zeros((), dtype=torch.float32)
         if not self.active:
             return total, {}
+        if self.restored:  # a resumed run: on the run's device, as a fresh value would be
+            self.last.update({k: torch.tensor(v, dtype=torch.float32, device=real.device)
+                              for k, v in self.restored.items()})
+            self.restored = {}
+        seen = seen or Shared()
         lazy = step % self.every == 0
-        fake = None
-        if self.lecam > 0 or (lazy and (self.r2 > 0 or objective.scores_need_other)):
+        scores = seen.real_score is not None and seen.fake_score is not None
+        fake = seen.fake
+        if fake is None and ((self.lecam > 0 and not scores) or (lazy and (
+                self.r2 > 0 or (self.r1 > 0 and objective.scores_need_other)))):
             with torch.no_grad():
                 fake = objective.fake_batch(models, z)
         if self.r1 > 0 and lazy:
@@ -83,16 +88,16 @@ class Regularizers:
             total = total + self.every * pen
             self.last["reg_r2"] = pen.detach()
         if self.lecam > 0:
-            pen = self.lecam * self._lecam(objective, models, real, fake, z)
+            s_r, s_f = (seen.real_score, seen.fake_score) if scores else (
+                objective.critic_score(models, real, other=fake),
+                objective.critic_score(models, fake, z=z, other=real))
+            pen = self.lecam * self._lecam(full(s_r), full(s_f))
             total = total + pen
             self.last["reg_lecam"] = pen.detach()
         return total, dict(self.last)
 
-    def _lecam(self, objective: Any, models: torch.nn.Module, real: torch.Tensor,
-               fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        s_r = full(objective.critic_score(models, real, other=fake))
-        s_f = full(objective.critic_score(models, fake, z=z, other=real))
-        means = _global_mean(torch.stack([s_r.mean(), s_f.mean()]).detach().float())
+    def _lecam(self, s_r: torch.Tensor, s_f: torch.Tensor) -> torch.Tensor:
+        means = dist_.mean_over_ranks(torch.stack([s_r.mean(), s_f.mean()]).detach().float())
         self.anchors = means if self.anchors is None else torch.lerp(
             means, self.anchors.to(means.device), self.decay)
         a_real, a_fake = self.anchors[0], self.anchors[1]
@@ -100,12 +105,15 @@ class Regularizers:
 
     def state_dict(self) -> dict[str, Any]:
         anchors = None if self.anchors is None else self.anchors.tolist()
-        return {"lecam_anchors": anchors, "last": {k: v.item() for k, v in self.last.items()}}
+        return {"lecam_anchors": anchors,
+                "last": {**{k: v.item() for k, v in self.last.items()}, **self.restored}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         anchors = state.get("lecam_anchors")
         self.anchors = None if anchors is None else torch.tensor(anchors, dtype=torch.float32)
-        self.last = {k: torch.tensor(v) for k, v in state.get("last", {}).items()}
+        # Kept as numbers until the next penalty puts them on its device: CPU tensors
+        # would enter the log's (GPU) collective.
+        self.last, self.restored = {}, {k: float(v) for k, v in state.get("last", {}).items()}
 
 
 def validate_reg(node: DictConfig | Mapping) -> None:

@@ -2,14 +2,26 @@
 
 Data-parallel ranks each see a shard of the batch; plain BatchNorm normalises each shard by
 its own mean and variance, so N processes train a different model from one process with the
-same global batch. `convert` swaps every BatchNorm layer of a built network for one whose
-training-mode statistics are those of the whole global batch: `torch.nn.SyncBatchNorm` on
-CUDA (NCCL, fused kernels) and `CrossProcessBatchNorm` elsewhere (gloo on the CPU, so the
-multi-process tests exercise the same arithmetic).
+same global batch. `convert` swaps every BatchNorm layer of a built network for
+`CrossProcessBatchNorm`, whose training-mode statistics are those of the whole global batch,
+on every device (gloo on the CPU, NCCL on GPUs).
+
+It is built from differentiable operations and one differentiable all-reduce per layer
+(`SumOverRanks`, whose backward is itself a `SumOverRanks`), so autograd differentiates it
+as often as asked: gradient penalties through a BatchNorm critic (R1, R2, WGAN-GP, WGAN-div)
+work, which torch.nn.SyncBatchNorm (differentiable once) cannot do. Nor does it read
+anything back to the host: every rank holds batch_size / world samples (the loop splits the
+global batch evenly), so the global count is known without exchanging it, where
+torch.nn.SyncBatchNorm syncs the host once per layer and forward to drop empty shards.
+
+Per channel, each rank sends its shard's mean m_r, m_r^2 and sum of squared deviations S_r
+(in float64, c values each); the global mean is the average of the m_r and the variance
+(sum of S_r) / N + (average of m_r^2 - mean^2): no E[x^2] - E[x]^2 over raw values, which
+cancels badly in float32 when |mean| >> std.
 
 Parameters and buffers keep their names, so checkpoints load into plain BatchNorm networks
-(`ganqp sample`, `ganqp fid`) and back. In one process, and in eval mode, both layers are
-plain BatchNorm. Neither supports double backward (a gradient penalty through BatchNorm).
+(`ganqp sample`, `ganqp fid`) and back. In one process, and in eval mode, it is plain
+BatchNorm.
 """
 
 from __future__ import annotations
@@ -17,8 +29,24 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import FunctionCtx
 from torch.nn.modules.batchnorm import _BatchNorm
+
+
+class SumOverRanks(torch.autograd.Function):
+    """The sum of a tensor over the ranks. The gradient of a sum over ranks is the sum over
+    ranks of the gradients (every rank's loss depends on it), computed by this Function
+    again, so it is differentiable any number of times."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: torch.Tensor) -> torch.Tensor:
+        out = x.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        return SumOverRanks.apply(grad)
 
 
 def _reduce_dims(x: torch.Tensor) -> list[int]:
@@ -29,64 +57,35 @@ def _per_channel(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.view(1, -1, *[1] * (x.ndim - 2))
 
 
-class _GlobalBatchNorm(torch.autograd.Function):
-    """y = (x - mean) / sqrt(var + eps) * weight + bias with mean and (biased) var over the
-    global batch: one all-reduce of (sum, sum of squares, count) per channel forward, one of
-    (sum dy, sum dy * x_hat) backward. Returns (y, mean, var, count), the last three
-    non-differentiable, for the running statistics."""
-
-    @staticmethod
-    def forward(ctx: FunctionCtx, x: torch.Tensor, weight: torch.Tensor | None,
-                bias: torch.Tensor | None, eps: float
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        dims, c = _reduce_dims(x), x.shape[1]
-        # float64 sums: E[x^2] - E[x]^2 cancels badly in float32 when |mean| >> std.
-        xd = x.detach().double()
-        local = torch.cat([xd.sum(dims), xd.square().sum(dims),
-                           xd.new_tensor([x.numel() // c])])
-        dist.all_reduce(local)
-        count = local[-1]
-        mean = local[:c] / count
-        var = (local[c:2 * c] / count - mean.square()).clamp_min(0)
-        invstd = (var + eps).rsqrt().float()
-        x_hat = (x.float() - _per_channel(mean.float(), x)) * _per_channel(invstd, x)
-        y = x_hat
-        if weight is not None:
-            y = y * _per_channel(weight.float(), x)
-        if bias is not None:
-            y = y + _per_channel(bias.float(), x)
-        ctx.save_for_backward(x_hat, invstd, weight)
-        ctx.count, ctx.in_dtype, ctx.has_bias = float(count), x.dtype, bias is not None
-        ctx.mark_non_differentiable(mean, var, count)
-        return y.to(x.dtype), mean, var, count
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: FunctionCtx, gy: torch.Tensor, *_: torch.Tensor
-                 ) -> tuple[torch.Tensor | None, ...]:
-        x_hat, invstd, weight = ctx.saved_tensors
-        dims, c = _reduce_dims(x_hat), x_hat.shape[1]
-        gy = gy.float()
-        sums = torch.cat([gy.sum(dims), (gy * x_hat).sum(dims)])
-        # The weight and bias get this rank's sums: the loop averages parameter gradients
-        # over ranks like every other gradient.
-        g_bias = sums[:c].clone() if ctx.has_bias else None
-        g_weight = sums[c:].clone() if weight is not None else None
-        g_x = None
-        if ctx.needs_input_grad[0]:  # the same on every rank: the graphs are identical
-            dist.all_reduce(sums)
-            mean_dy, mean_dy_xhat = sums[:c] / ctx.count, sums[c:] / ctx.count
-            scale = invstd if weight is None else invstd * weight.float()
-            g_x = ((gy - _per_channel(mean_dy, gy) - x_hat * _per_channel(mean_dy_xhat, gy))
-                   * _per_channel(scale, gy)).to(ctx.in_dtype)
-        if g_weight is not None:
-            g_weight = g_weight.to(weight.dtype)
-        return g_x, g_weight, g_bias, None
+def global_batch_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                      eps: float, world: int
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """(y, mean, biased var, N) over the global batch of `world` equal shards, y in x's dtype;
+    mean and var are differentiable (the running statistics take them detached)."""
+    dims, c = _reduce_dims(x), x.shape[1]
+    xf = x.float()
+    n_local = x.numel() // c
+    m = xf.mean(dims)
+    dev = xf - _per_channel(m, xf)
+    s = dev.square().sum(dims)
+    m64 = m.double()
+    sums = SumOverRanks.apply(torch.cat([m64, m64.square(), s.double()]))
+    mean = sums[:c] / world
+    var = (sums[2 * c:] / (n_local * world) + (sums[c:2 * c] / world - mean.square())
+           ).clamp_min(0)
+    invstd = (var + eps).rsqrt().float()
+    y = (xf - _per_channel(mean.float(), xf)) * _per_channel(invstd, xf)
+    if weight is not None:
+        y = y * _per_channel(weight.float(), xf)
+    if bias is not None:
+        y = y + _per_channel(bias.float(), xf)
+    return y.to(x.dtype), mean, var, n_local * world
 
 
 class CrossProcessBatchNorm(_BatchNorm):
     """BatchNorm over N-d input (N >= 2, channels on dim 1) whose training-mode statistics
-    cover every rank's shard; plain BatchNorm in eval mode and in one process."""
+    cover every rank's shard (all shards of one size); plain BatchNorm in eval mode and in
+    one process."""
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
         if input.dim() < 2:
@@ -97,21 +96,24 @@ class CrossProcessBatchNorm(_BatchNorm):
                 and dist.get_world_size() > 1):
             return super().forward(x)
         self._check_input_dim(x)
-        y, mean, var, count = _GlobalBatchNorm.apply(x, self.weight, self.bias, self.eps)
+        y, mean, var, count = global_batch_norm(x, self.weight, self.bias, self.eps,
+                                                dist.get_world_size())
         if self.track_running_stats:
-            self._update_running(mean, var, count)
+            self._update_running(mean.detach(), var.detach(), count)
         return y
 
     @torch.no_grad()
-    def _update_running(self, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor
-                        ) -> None:
+    def _update_running(self, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
         # The same rule as F.batch_norm: unbiased variance, momentum or cumulative average.
         self.num_batches_tracked.add_(1)
-        m = self.momentum if self.momentum is not None else \
-            1.0 / float(self.num_batches_tracked)
-        unbiased = var * (count / (count - 1).clamp_min(1))
-        self.running_mean.mul_(1 - m).add_(mean.to(self.running_mean.dtype), alpha=m)
-        self.running_var.mul_(1 - m).add_(unbiased.to(self.running_var.dtype), alpha=m)
+        unbiased = var * (count / max(count - 1, 1))
+        for running, new in ((self.running_mean, mean), (self.running_var, unbiased)):
+            new = new.to(running.dtype)
+            if self.momentum is None:  # 1 / num_batches_tracked, left on the device
+                m = self.num_batches_tracked.reciprocal().to(running.dtype)
+                running.mul_(1 - m).add_(new * m)
+            else:
+                running.mul_(1 - self.momentum).add_(new, alpha=self.momentum)
 
 
 def _replacement(bn: _BatchNorm, cls: type[_BatchNorm]) -> _BatchNorm:
@@ -126,8 +128,8 @@ def _replacement(bn: _BatchNorm, cls: type[_BatchNorm]) -> _BatchNorm:
 
 
 def layer_class(device_type: str) -> type[_BatchNorm]:
-    """torch's SyncBatchNorm where it runs (CUDA), ours elsewhere."""
-    return nn.SyncBatchNorm if device_type == "cuda" else CrossProcessBatchNorm
+    """The global-batch layer for `device_type`: ours everywhere (see the module)."""
+    return CrossProcessBatchNorm
 
 
 def convert(module: nn.Module, device_type: str) -> nn.Module:
@@ -141,7 +143,7 @@ def convert(module: nn.Module, device_type: str) -> nn.Module:
         if id(m) in done:
             return done[id(m)]
         out = m
-        if isinstance(m, _BatchNorm) and not isinstance(m, nn.SyncBatchNorm | cls):
+        if isinstance(m, _BatchNorm) and not isinstance(m, cls):
             out = _replacement(m, cls)
         done[id(m)] = out
         # _modules, not named_children(): that skips a second reference to one layer

@@ -3,26 +3,33 @@
 1. Training images/s of `ganqp train` (the real loop: EMA, logging every --log-every
    iterations, all of it: the wall time between two log lines) against a minimal
    hand-written PyTorch loop with the same networks, objective (GAN-QP L1), batch and
-   optimiser, both on the same in-memory images. Runs alternate (A B A B ...) in fresh
-   subprocesses and the median of each is reported, with peak memory (max RSS on the CPU,
-   max allocated on CUDA).
-2. On 2 gloo processes (torchrun, CPU): the time of an iteration with arch.sync_bn against
-   one without, and the buffer average and rank check (run before sample grids, FID and
-   checkpoints) in iterations, all in the same run.
+   optimiser, both on the same in-memory images, in fresh processes. Pairs alternate which
+   side runs first (scripts/paired.py); the ratio is printed as min / median / max over the
+   pairs, with peak memory (max RSS on the CPU, max allocated on CUDA). Beside it: the
+   blocking calls (host reads of the device: training.syncs) per plain iteration of the real
+   loop, as this device runs it and on the device path a GPU takes.
+2. On 2 gloo processes (torchrun, CPU): seconds per plain iteration (the loop's `iteration`
+   and its stop-flag round) without and with arch.sync_bn, and the buffer average and rank
+   check (run before sample grids, FID and checkpoints) in iterations. With `--before REF`
+   the same is measured on the code of git ref REF (extracted with `git archive`, run from
+   there) in launches alternating with this tree's, and the before/after time ratios are
+   printed as spreads over the pairs, with each side's blocking calls per iteration.
 3. Data-loader images/s (ganqp's Batches over a folder of JPEGs, decode + crop + resize)
    against the training images/s at the same resolution.
 
     python scripts/bench_train.py                     # arch=dcgan res=64 batch 64
-    python scripts/bench_train.py --iters 40 --repeats 5 --loader-res 64 128
-    python scripts/bench_train.py --no-dist --loader-res   # the training ratio only
+    python scripts/bench_train.py --res 32 --batch 32 --iters 20 --pairs 7 --no-dist --loader-res
+    python scripts/bench_train.py --no-train --loader-res --before main~3 --pairs 5
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +39,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from paired import Spread, load_average, measure_pairs  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def peak_mb(device: torch.device) -> float:
@@ -49,6 +61,7 @@ def child_ganqp(a: argparse.Namespace) -> dict:
           "train.sample_every=0", "train.ckpt_every=0", "train.keep_ckpts=0",
           f"hydra.run.dir={run}"])
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    shutil.rmtree(run, ignore_errors=True)
     # Wall time between the first log line at or after the warm-up and the last one: the
     # iterations and every log line in between (a row's own it_per_s leaves its log line out).
     first = next(r for r in rows if r["iter"] >= a.warmup)
@@ -58,7 +71,8 @@ def child_ganqp(a: argparse.Namespace) -> dict:
 
 
 def child_reference(a: argparse.Namespace) -> dict:
-    """The minimal loop: the same networks, loss, Adam settings, batch, 2 critic steps."""
+    """The minimal loop: the same networks, loss, Adam settings, batch, 2 critic steps, and
+    no critic pass on reals in the generator step (their score has no gradient for G)."""
     from ganqp_cli.data import Digits
     from ganqp_cli.networks import DCGANArch, QPArch
     torch.manual_seed(0)
@@ -88,8 +102,8 @@ def child_reference(a: argparse.Namespace) -> dict:
             opt_d.step()
         D.requires_grad_(False)
         G.requires_grad_(True)
-        real, z = batch(), torch.randn(a.batch, arch.z_dim, device=dev)
-        loss = (D(real) - D(G(z))).mean()
+        real, z = batch(), torch.randn(a.batch, arch.z_dim, device=dev)  # drawn, as ganqp
+        loss = -D(G(z)).mean()  # E[dT] less E[T(x_r)], which has no gradient for G
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         opt_g.step()
@@ -124,19 +138,68 @@ def child_loader(a: argparse.Namespace) -> dict:
         torch.device("cpu"))}
 
 
+def load_syncs():  # noqa: ANN201 - a module
+    """This tree's training/syncs.py, loaded by path: a --before tree has none."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_syncs", ROOT / "ganqp_cli" / "training" / "syncs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def device_path(on: bool) -> bool:
+    """Make the guard take the device path a GPU takes (where this tree has one)."""
+    try:
+        from ganqp_cli.training import guard
+    except ImportError:  # a --before tree
+        return False
+    guard.HOST_READ_IS_FREE = set() if on else {"cpu"}
+    return True
+
+
+def child_syncs(a: argparse.Namespace) -> dict:
+    """Blocking calls per iteration of the real `ganqp train` after the warm-up (the log
+    lines and checkpoints happen between iterations, not in them), as this device runs the
+    guard, and on the device path."""
+    from ganqp_cli.training import loop
+    syncs, step, counts, cuda = load_syncs(), loop.iteration, [], []
+
+    def counted(s, plan, batches, draw_z, guard, it):  # noqa: ANN001, ANN202
+        if it < a.warmup:
+            return step(s, plan, batches, draw_z, guard, it)
+        with syncs.SyncCounter(host=syncs.host_state([s.opt_d, s.opt_g])) as c:
+            out = step(s, plan, batches, draw_z, guard, it)
+        counts.append(c.count)
+        cuda.append(c.device_syncs)  # torch's own CUDA sync detection (0 on the CPU)
+        return out
+
+    loop.iteration = counted
+    out = {}
+    for name, on in (("as_run", False), ("device_path", True)):
+        device_path(on)
+        counts.clear()
+        cuda.clear()
+        child_ganqp(argparse.Namespace(**{**vars(a), "iters": 6}))
+        out[name], out[f"{name}_cuda"] = statistics.mean(counts), statistics.mean(cuda)
+    return out
+
+
 def child_dist(a: argparse.Namespace) -> dict | None:
-    """Under torchrun, 2 gloo processes: seconds per training iteration (the loop's own
-    `iteration`) without and with arch.sync_bn, and per call of the buffer average and the
-    rank check; timed blocks alternate so machine load drifts hit all alike."""
+    """Under torchrun, 2 gloo processes: seconds per plain training iteration (the loop's
+    `iteration` and the stop flag's round) without and with arch.sync_bn, the blocking calls
+    per iteration of each, and per call of the buffer average and the rank check; timed
+    blocks alternate so machine load drifts hit all alike. Runs this tree's code, or a
+    --before tree's (PYTHONPATH)."""
     from hydra import compose, initialize_config_module
 
     from ganqp_cli import distributed as dist_
     from ganqp_cli.data import Batches
     from ganqp_cli.training.phases import Guard, iteration, phases
     from ganqp_cli.training.setup import Setup, seed_all
+    from ganqp_cli.training.signals import StopSignals
     torch.set_num_threads(1)
     d, dev = dist_.init_process_group("cpu"), torch.device("cpu")
-    runs = {}
+    syncs, runs = load_syncs(), {}
     for sync in (False, True):
         with initialize_config_module("ganqp_cli.conf", version_base="1.3"):
             cfg = compose("train", overrides=[
@@ -145,7 +208,7 @@ def child_dist(a: argparse.Namespace) -> dict | None:
         seed_all(0)
         s = Setup(cfg, d, dev)
         runs[sync] = (s, phases(s), Batches(s.data, s.local_batch, 0, dev, d.rank, d.world,
-                                            workers=0))
+                                            workers=0), Guard(10**9), [0])
 
     def timed(fn, n: int) -> float:
         dist_.barrier()
@@ -155,37 +218,63 @@ def child_dist(a: argparse.Namespace) -> dict | None:
         dist_.barrier()
         return (time.perf_counter() - t0) / n
 
-    def train(sync: bool) -> float:
-        s, plan, batches = runs[sync]
-        guard = Guard(10**9)
-
-        def z() -> torch.Tensor:
-            return dist_.global_randn(s.local_batch, s.z_dim, device=dev)
-        return timed(lambda i: iteration(s, plan, batches, z, guard, i), a.dist_iters)
+    def plain_iteration(sync: bool, stop: StopSignals) -> None:
+        s, plan, batches, guard, it = runs[sync]
+        stop.should_stop()
+        iteration(s, plan, batches, lambda: dist_.global_randn(s.local_batch, s.z_dim,
+                                                               device=dev), guard, it[0])
+        it[0] += 1
 
     s = runs[False][0]
-    for sync in (False, True):
-        train(sync)  # warm-up
     out: dict[str, list[float]] = {"plain": [], "sync_bn": [], "average": [], "check": []}
-    for _ in range(a.repeats):
-        out["plain"].append(train(False))
-        out["sync_bn"].append(train(True))
-        out["average"].append(timed(lambda i: dist_.average_buffers([s.models, s.ema]), 50))
-        out["check"].append(timed(lambda i: dist_.check_ranks_agree({"models": s.models,
-                                                                 "ema": s.ema}), 20))
+    with StopSignals() as stop:
+        for sync in (False, True):
+            timed(lambda i, sync=sync: plain_iteration(sync, stop), 2)  # warm-up
+        for _ in range(a.repeats):
+            out["plain"].append(timed(lambda i: plain_iteration(False, stop), a.dist_iters))
+            out["sync_bn"].append(timed(lambda i: plain_iteration(True, stop), a.dist_iters))
+            out["average"].append(timed(lambda i: dist_.average_buffers([s.models, s.ema]), 50))
+            out["check"].append(timed(lambda i: dist_.check_ranks_agree(
+                {"models": s.models, "ema": s.ema}), 20))
+        calls = {}
+        for name, sync, on in (("plain", False, False), ("sync_bn", True, False),
+                               ("plain_device_path", False, True),
+                               ("sync_bn_device_path", True, True)):
+            if not device_path(on) and on:
+                continue
+            r = runs[sync][0]
+            with syncs.SyncCounter(host=syncs.host_state([r.opt_d, r.opt_g])) as c:
+                for _ in range(3):
+                    plain_iteration(sync, stop)
+            calls[name] = c.count / 3
     dist_.shutdown()
-    return {k: statistics.median(v) for k, v in out.items()} if d.is_main else None
+    if not d.is_main:
+        return None
+    return {**{k: statistics.median(v) for k, v in out.items()}, "calls": calls}
 
 
-def spawn_dist(a: argparse.Namespace) -> dict:
+def spawn_dist(a: argparse.Namespace, tree: Path | None = None) -> dict:
+    """One torchrun launch of child_dist, on this tree or on `tree` (a --before ref)."""
     args = {**vars(a), "mode": "dist"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            __file__, "--child", json.dumps(args)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(tree), env.get("PYTHONPATH", "")])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if out.returncode != 0:
         raise SystemExit(f"dist child failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def extract(ref: str, into: Path) -> Path:
+    """The tree of git ref `ref`, importable: its conf/ where the package expects it."""
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True,
+                         check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=tar, check=True)
+    if not (into / "ganqp_cli" / "conf").exists():
+        (into / "conf").rename(into / "ganqp_cli" / "conf")
+    return into
 
 
 def make_jpegs(folder: Path, n: int, size: int) -> None:
@@ -217,7 +306,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--log-every", type=int, default=10,
                    help="ganqp's train.log_every (the timed span includes its log lines)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--pairs", type=int, default=5,
+                   help="alternated pairs per ratio (scripts/paired.py)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="timed blocks per configuration inside one 2-process launch")
     p.add_argument("--device", default="auto")
     p.add_argument("--loader-res", type=int, nargs="*", default=[64, 128])
     p.add_argument("--workers", type=int, default=4)
@@ -229,6 +321,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dist-res", type=int, default=32)
     p.add_argument("--dist-width", type=float, default=0.25)
     p.add_argument("--dist-iters", type=int, default=10, help="iterations per timed block")
+    p.add_argument("--before", metavar="REF",
+                   help="also time the 2-process iteration on git ref REF's code, in launches "
+                        "alternating with this tree's")
     p.add_argument("--child", help=argparse.SUPPRESS)
     return p
 
@@ -238,24 +333,66 @@ def run_child(spec: str) -> None:
     ns.dev = "cuda" if ns.device == "auto" and torch.cuda.is_available() else (
         "cpu" if ns.device == "auto" else ns.device)
     fn = {"ganqp": child_ganqp, "reference": child_reference, "loader": child_loader,
-          "dist": child_dist}
+          "dist": child_dist, "syncs": child_syncs}
     result = fn[ns.mode](ns)
     if result is not None:  # (under torchrun: rank 0 only)
         print(json.dumps(result))
 
 
 def report_training(a: argparse.Namespace) -> None:
-    ours, ref = [], []
-    for _ in range(a.repeats):
-        ref.append(spawn("reference", a))
-        ours.append(spawn("ganqp", a))
-    o = statistics.median(r["img_per_s"] for r in ours)
-    r = statistics.median(x["img_per_s"] for x in ref)
-    print(f"training img/s   ganqp {o:8.1f}   hand-written {r:8.1f}   ratio {o / r:.3f} "
-          f"(goal >= 0.97)   runs: ganqp {[round(x['img_per_s'], 1) for x in ours]}, "
-          f"reference {[round(x['img_per_s'], 1) for x in ref]}")
-    print(f"peak memory MB   ganqp {max(x['peak_mb'] for x in ours):8.1f}   hand-written "
-          f"{max(x['peak_mb'] for x in ref):8.1f}")
+    runs: dict[str, list[dict]] = {"ganqp": [], "reference": []}
+
+    def side(mode: str) -> float:
+        runs[mode].append(spawn(mode, a))
+        return runs[mode][-1]["img_per_s"]
+
+    ratios = measure_pairs(lambda: side("ganqp"), lambda: side("reference"), a.pairs)
+    calls = spawn("syncs", a)
+    print(Spread.of(ratios).line("training img/s, ganqp / hand-written (goal >= 0.97)"))
+    print(f"  img/s: ganqp median {statistics.median(r['img_per_s'] for r in runs['ganqp']):.1f}"
+          f", hand-written {statistics.median(r['img_per_s'] for r in runs['reference']):.1f}"
+          f"; blocking calls per plain iteration: {calls['as_run']:.2f} as the {a.dev.upper()} "
+          f"runs the guard, {calls['device_path']:.2f} on the device path a GPU takes")
+    if a.dev == "cuda":
+        print(f"  CUDA syncs torch detected per plain iteration (set_sync_debug_mode): "
+              f"{calls['as_run_cuda']:.2f}")
+    print(f"  peak memory MB: ganqp {max(x['peak_mb'] for x in runs['ganqp']):.1f}, "
+          f"hand-written {max(x['peak_mb'] for x in runs['reference']):.1f}")
+
+
+def report_dist(a: argparse.Namespace) -> None:
+    what = f"2 gloo processes, {a.arch} res {a.dist_res} width {a.dist_width} batch {a.batch}"
+    if not a.before:
+        t = spawn_dist(a)
+        print(f"{what}: s/iter plain {t['plain']:.4f}, arch.sync_bn {t['sync_bn']:.4f}   "
+              f"sync_bn/plain time {t['sync_bn'] / t['plain']:.3f}; blocking calls per "
+              f"iteration {t['calls']}")
+        report_buffers(t)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = extract(a.before, Path(tmp))
+        got: dict[str, list[dict]] = {"after": [], "before": []}
+
+        def side(name: str) -> float:  # launches alternate; the ratios are taken below
+            got[name].append(spawn_dist(a, tree if name == "before" else None))
+            return 1.0
+        measure_pairs(lambda: side("after"), lambda: side("before"), a.pairs)
+    for key in ("plain", "sync_bn"):
+        speedups = [b[key] / x[key] for x, b in zip(got["after"], got["before"], strict=True)]
+        after = statistics.median(r[key] for r in got["after"])
+        before = statistics.median(r[key] for r in got["before"])
+        print(f"{what}, {key}: s/iter before ({a.before}) {before:.4f}, after {after:.4f}")
+        print("  " + Spread.of(speedups).line(f"{key} iteration time, before / after"))
+    for name in ("before", "after"):
+        print(f"  blocking calls per iteration, {name}: {got[name][0]['calls']}")
+    report_buffers(got["after"][0])
+
+
+def report_buffers(t: dict) -> None:
+    it = t["plain"]
+    print(f"  buffer average {t['average'] * 1e3:.3f} ms/call = {t['average'] / it:.4f} "
+          f"iterations; rank check {t['check'] * 1e3:.3f} ms/call = {t['check'] / it:.4f} "
+          "iterations (each runs once per sample grid, FID or checkpoint)")
 
 
 def main() -> None:
@@ -263,25 +400,22 @@ def main() -> None:
     if a.child:
         run_child(a.child)
         return
+    a.dev = "cuda" if a.device == "auto" and torch.cuda.is_available() else (
+        "cpu" if a.device == "auto" else a.device)
     print(f"# bench_train: arch={a.arch} res={a.res} batch={a.batch}, {a.iters} timed iters "
-          f"after {a.warmup} warm-up, {a.repeats} alternating repeats; torch "
-          f"{torch.__version__}, {os.cpu_count()} CPUs, threads {torch.get_num_threads()}, "
-          f"CUDA {torch.cuda.is_available()}")
+          f"after {a.warmup} warm-up, {a.pairs} alternated pairs; torch {torch.__version__}, "
+          f"{os.cpu_count()} CPUs, threads {torch.get_num_threads()}, CUDA "
+          f"{torch.cuda.is_available()}; {load_average()}")
     if a.train:
         report_training(a)
-
     if a.dist:
-        t = spawn_dist(a)
-        it = t["plain"]
-        print(f"2 gloo processes, {a.arch} res {a.dist_res} width {a.dist_width} batch "
-              f"{a.batch}: s/iter plain {it:.4f}, arch.sync_bn {t['sync_bn']:.4f}   "
-              f"sync_bn/plain time {t['sync_bn'] / it:.3f}")
-        print(f"  buffer average {t['average'] * 1e3:.3f} ms/call = {t['average'] / it:.4f} "
-              f"iterations; rank check {t['check'] * 1e3:.3f} ms/call = {t['check'] / it:.4f} "
-              "iterations (each runs once per sample grid, FID or checkpoint)")
+        report_dist(a)
+    if a.loader_res:
+        report_loader(a)
+    print(f"# {load_average()}")
 
-    if not a.loader_res:
-        return
+
+def report_loader(a: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "jpegs"
         make_jpegs(folder, 512, a.source_size)

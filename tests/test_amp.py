@@ -122,9 +122,11 @@ def test_input_gradient_is_loss_scaled_like_the_amp_recipe():
         (unscaled,) = input_gradient(net(x), x)
         scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 12)
         with scaling(scaler):
-            assert active_scale() == 2.0 ** 12
+            assert float(active_scale()) == 2.0 ** 12  # before the scaler's first use
             (scaled,) = input_gradient(net(x), x)
-    assert active_scale() == 1.0  # the context is left as it was
+            scaler.scale(torch.ones(()))  # its scale is now a tensor: used as it is
+            assert active_scale() is scaler._get_scale_async()
+    assert active_scale() is None  # the context is left as it was
     assert float(unscaled.detach().abs().max()) == 0.0  # underflowed
     assert scaled.dtype == torch.float32
     torch.testing.assert_close(scaled, exact, rtol=3e-3, atol=0)

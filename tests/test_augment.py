@@ -155,8 +155,8 @@ def test_unary_critic_sees_augmented_images_but_the_qp_distance_does_not():
     # the distance is the objective's, on the images as generated and loaded
     assert stats["dist"].item() == pytest.approx((real - fake).abs().mean().item(), rel=1e-6)
     m.D.seen.clear()
-    obj.generator_loss(m, real, z)
-    assert all(s.min() > 90 for s in m.D.seen) and len(m.D.seen) == 2
+    obj.generator_loss(m, real, z)  # the fakes only: T(x_r) has no gradient for G
+    assert len(m.D.seen) == 1 and torch.allclose(m.D.seen[0], fake + 100)
 
 
 def test_pair_critic_augments_each_image_once_and_joint_critic_only_the_image():

@@ -15,7 +15,8 @@ from hydra import compose, initialize_config_module
 from ganqp_cli import checkpoint as ckpt
 from ganqp_cli.distributed import Dist
 from ganqp_cli.errors import RunFailed
-from ganqp_cli.training.phases import phases, update
+from ganqp_cli.training import guard as guard_mod
+from ganqp_cli.training.phases import Guard, phases, update
 from ganqp_cli.training.setup import Setup, seed_all
 from tests.conftest import read_metrics
 
@@ -51,27 +52,37 @@ def test_nan_patience_sets_how_many_in_a_row(cli, tmp_path):
     assert r.code == 1 and "3 critic updates in a row" in r.msg, r
 
 
-def _setup() -> Setup:
+def _setup(*extra: str) -> Setup:
     with initialize_config_module("ganqp_cli.conf", version_base="1.3"):
-        cfg = compose("train", overrides=[*TINY, "objective=gan-qp"])  # BatchNorm critic
+        cfg = compose("train", overrides=[*TINY, "objective=gan-qp", *extra])  # BatchNorm
     seed_all(0)
     return Setup(cfg, Dist(), torch.device("cpu"))
 
 
 def _snapshot(s: Setup) -> dict[str, torch.Tensor]:
-    return {k: v.clone() for k, v in s.models.state_dict().items()}
+    state = {k: v.clone() for k, v in s.models.state_dict().items()}
+    for i, st in s.opt_d.state_dict()["state"].items():
+        state.update({f"opt.{i}.{k}": v.clone() for k, v in st.items()})
+    return state
 
 
-def test_a_skipped_update_changes_nothing(monkeypatch):
-    s = _setup()
+# How the skip is made: read on the host (the CPU's own path), a bitwise restore on the
+# device (a GPU's, torch's default Adam), the fused optimiser's found_inf.
+PATHS = {"host": [], "device-restore": [], "device-fused": ["+objective.opt_d.fused=true"]}
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_a_skipped_update_changes_nothing(monkeypatch, path):
+    if path != "host":
+        monkeypatch.setattr(guard_mod, "HOST_READ_IS_FREE", set())
+    s = _setup(*PATHS[path])
     critic = phases(s)[0]
     real = s.data.to_model(s.data.tensor[:16])
     z = torch.randn(16, s.z_dim)
-    loss, _, ok = update(s, critic, real, z)  # one good step: Adam has state now
-    assert ok and math.isfinite(float(loss.detach()))
-    before, opt_before = _snapshot(s), json.dumps(
-        {k: v for k, v in s.opt_d.state_dict()["state"][0].items() if k == "step"},
-        default=float)
+    for _ in range(2):  # good steps: Adam has state, and the device paths are in use
+        loss, _, ok = update(s, critic, real, z)
+        assert ok and math.isfinite(float(loss.detach()))
+    before = _snapshot(s)
 
     def nan_loss(m, real, z):  # runs the critic (BatchNorm statistics move), then NaN
         out, stats = critic.loss(m, real, z)
@@ -80,11 +91,30 @@ def test_a_skipped_update_changes_nothing(monkeypatch):
     loss, _, ok = update(s, replace(critic, loss=nan_loss), real, z)
     assert not ok and math.isnan(float(loss.detach()))
     after = _snapshot(s)
-    for k in before:
-        assert torch.equal(before[k], after[k]), k  # parameters and running statistics
-    assert opt_before == json.dumps(
-        {k: v for k, v in s.opt_d.state_dict()["state"][0].items() if k == "step"},
-        default=float)
+    assert before.keys() == after.keys() and len(before) > 20
+    for k in before:  # parameters, running statistics, Adam's moments and step counts
+        assert torch.equal(before[k], after[k]), k
+    loss, _, ok = update(s, critic, real, z)  # and the next good step is applied
+    later = _snapshot(s)
+    assert ok and all(not torch.equal(before[k], later[k]) for k in before
+                      if k.startswith("D.") and k.endswith("weight"))
+
+
+def test_the_guard_counts_on_the_device_and_stops_at_its_patience():
+    guard = Guard(3)
+    flags = [True, False, False, True, False, False, False, False]  # 4 in a row from it 4
+    for it, ok in enumerate(flags):
+        guard.record(torch.tensor(ok), "critic", it)
+        guard.record(torch.tensor(True), "generator", it)
+    assert guard.skipped == 6
+    with pytest.raises(RunFailed, match=r"3 critic updates in a row .* in iteration 7\)"):
+        guard.check()
+    guard = Guard(3)
+    guard.skipped = 40  # a resumed run's total
+    for it, ok in enumerate([False, False, True, False, False]):
+        guard.record(torch.tensor(ok), "critic", it)
+    guard.check()  # never 3 in a row
+    assert guard.skipped == 44
 
 
 def test_no_checkpoint_is_written_holding_a_non_finite_tensor():
@@ -92,3 +122,25 @@ def test_no_checkpoint_is_written_holding_a_non_finite_tensor():
     with pytest.raises(RunFailed, match="models.D.w holds non-finite values"):
         ckpt.check_finite(state)
     ckpt.check_finite({"models": {"D.w": torch.ones(2), "n": torch.tensor(3)}})
+
+
+def test_the_buffers_are_saved_by_one_foreach_copy_into_kept_tensors(monkeypatch):
+    """Before an update the guard saves every buffer (it puts them back if the update is
+    skipped): one foreach copy into tensors kept from the first update, not a clone per
+    buffer per update."""
+    s = _setup()
+    critic = phases(s)[0]
+    real = s.data.to_model(s.data.tensor[:16])
+    z = torch.randn(16, s.z_dim)
+    update(s, critic, real, z)
+    kept = [c.data_ptr() for c in critic.buffers.copies]
+    assert len(kept) == len(list(s.models.buffers())) == 9  # 3 BatchNorm layers
+    clones, copies = [], []
+    clone, foreach_copy = torch.Tensor.clone, torch._foreach_copy_
+    monkeypatch.setattr(torch.Tensor, "clone", lambda t, *a, **k: clones.append(1) or clone(
+        t, *a, **k))
+    monkeypatch.setattr(torch, "_foreach_copy_", lambda *a, **k: copies.append(len(a[0]))
+                        or foreach_copy(*a, **k))
+    update(s, critic, real, z)
+    assert clones == [] and copies == [len(kept)]
+    assert [c.data_ptr() for c in critic.buffers.copies] == kept

@@ -394,9 +394,10 @@ def generator_loss_and_grad(obj) -> tuple[float, list[float]]:
 N = len(FAKE)
 # objective -> (generator loss, [d loss / d G(z)_i]) from the formulas, by hand.
 GENERATOR_CLOSED_FORMS = {
-    # GAN-QP: E[T(x_r) - T(x_f)]; the quadratic term (and so lambda, d) is not part of it.
-    "gan-qp": (GANQP(lam=10.0), mean(T_REAL) - mean(T_FAKE), [-A / N] * N),
-    "gan-qp-lam-1": (GANQP(lam=1.0, distance="l2"), mean(T_REAL) - mean(T_FAKE), [-A / N] * N),
+    # GAN-QP: E[T(x_r) - T(x_f)] less E[T(x_r)], which has no gradient for G (the critic
+    # does not run on reals); the quadratic term (and so lambda, d) is not part of it.
+    "gan-qp": (GANQP(lam=10.0), -mean(T_FAKE), [-A / N] * N),
+    "gan-qp-lam-1": (GANQP(lam=1.0, distance="l2"), -mean(T_FAKE), [-A / N] * N),
     # -log sigmoid(T): gradient -A sigmoid(-T) / N, large where the critic says "fake".
     "sgan-nonsaturating": (SGAN(), mean(math.log(1 + math.exp(-t)) for t in T_FAKE),
                            [-A * sigmoid(-t) / N for t in T_FAKE]),

@@ -81,10 +81,11 @@ def test_wgan_gp_penalty_on_two_processes_equals_one_process(tmp_path):
 
 
 def test_one_run_on_1_or_2_processes_resumed_on_either_logs_the_same_losses(cli, tmp_path):
-    """GAN-QP on the digits with BatchNorm in G (1d and 2d) and in the critic: 1 process for
-    5 iterations is the reference; 2 processes stopped at 3 and resumed on 2 or on 1, and 1
-    process resumed on 2, log its losses and consume its batches."""
-    args = [*RUN, "train.ckpt_every=3"]
+    """GAN-QP on the digits with BatchNorm in G (1d and 2d) and in the critic, and R1 through
+    the critic's global BatchNorm (differentiated twice): 1 process for 5 iterations is the
+    reference; 2 processes stopped at 3 and resumed on 2 or on 1, and 1 process resumed on 2,
+    log its losses and consume its batches."""
+    args = [*RUN, "train.ckpt_every=3", "reg.r1=1"]
     ref, two_then_one, one_then_two = (tmp_path / n for n in ("ref", "two_then_one",
                                                              "one_then_two"))
     assert cli("train", *args, "train.iters=5", f"hydra.run.dir={ref}").code == 0

@@ -1,6 +1,7 @@
 """R1, R2 and LeCam (`reg.*`) against closed forms on linear critics, whose input gradient
 is their weight vector, through each kind of critic score (unary, pair, joint, O-GAN's
-mean of codes); lazy application; LeCam's anchors as checkpointed state."""
+mean of codes); lazy application; LeCam's anchors as checkpointed state; R2 and LeCam
+reusing what the critic loss computed."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 from ganqp_cli.networks import JointCritic, PairCritic
-from ganqp_cli.objectives import GANQP, OGAN, BiGANQP, Models
+from ganqp_cli.objectives import GANQP, OGAN, SGAN, BiGANQP, Models, shared
 from ganqp_cli.regularizers import Regularizers
 
 F64 = torch.float64
@@ -131,3 +132,72 @@ def test_all_off_adds_nothing():
     real, z = data()
     pen, stats = Regularizers().critic_penalty(obj, m, real, z, 0)
     assert pen.item() == 0 and stats == {} and not Regularizers().active
+
+
+def pair() -> tuple[GANQP, Models]:
+    D = PairCritic(linear(4, 3, 3), 3, hidden=4).double()
+    return GANQP(critic="pair"), Models(G=linear(2, 4, 1), D=D)
+
+
+def joint() -> tuple[BiGANQP, Models]:
+    D = JointCritic(linear(4, 3, 5), 3, 2, hidden=4).double()
+    return BiGANQP(hidden=4), Models(G=linear(2, 4, 1), D=D, E=linear(4, 2, 7))
+
+
+def ogan() -> tuple[OGAN, Models]:
+    E = linear(4, 2, 8)
+    return OGAN(), Models(G=linear(2, 4, 1), D=E, E=E)
+
+
+def output_loss() -> tuple[SGAN, Models]:
+    return SGAN(), Models(G=linear(2, 4, 1), D=linear(4, 1, 2))
+
+
+@pytest.mark.parametrize("make", [unary, pair, joint, ogan, output_loss],
+                         ids=["unary", "pair", "joint", "o-gan", "output-loss"])
+def test_r2_and_lecam_reuse_the_steps_fakes_and_scores(make):
+    """What the critic loss shared (its fake batch, its scores) gives the values of a
+    penalty that regenerates and re-scores everything, without a generator forward pass,
+    and with one critic pass (R2's, at the fakes) instead of three."""
+    obj, m = make()
+    real, z = data()
+    for p in m.G.parameters():  # the critic step: the generator side is frozen
+        p.requires_grad_(False)
+    calls = {"G": 0, "D": 0}
+    m.G.register_forward_hook(lambda *a: calls.__setitem__("G", calls["G"] + 1))
+    score = obj.critic_score
+
+    def counted(*a, **k):
+        calls["D"] += 1
+        return score(*a, **k)
+    obj.critic_score = counted
+    def reg() -> Regularizers:  # anchors far apart: both LeCam terms are non-zero
+        r = Regularizers(r2=1.0, lecam=0.5)
+        r.load_state_dict({"lecam_anchors": [5.0, -5.0]})
+        return r
+
+    fresh = reg().critic_penalty(obj, m, real, z, 0)
+    assert calls == {"G": 1, "D": 3}  # the fakes again, R2's pass, LeCam's two passes
+    with shared.recording() as seen:
+        obj.critic_loss(m, real, z)
+    calls.update(G=0, D=0)
+    reused = reg().critic_penalty(obj, m, real, z, 0, seen)
+    assert calls == {"G": 0, "D": 1}  # R2's pass only
+    # (BiGAN-QP's and O-GAN's losses score in float32, critic_score keeps these float64)
+    for k in ("reg_r2", "reg_lecam"):
+        assert fresh[1][k].item() > 0.01
+        assert reused[1][k].item() == pytest.approx(fresh[1][k].item(), rel=1e-6)
+    assert reused[0].item() == pytest.approx(fresh[0].item(), rel=1e-6)
+
+
+def test_restored_lazy_values_join_the_device_of_the_next_step():
+    """A resumed run with reg.every > 1 logs the checkpoint's last R1 value until the next
+    lazy step; it must be on the run's device (CPU tensors broke the log's GPU collective).
+    The meta device stands in for a GPU here."""
+    obj, m = unary()
+    reg = Regularizers(r1=1.0, every=4)
+    reg.load_state_dict({"lecam_anchors": None, "last": {"reg_r1": 0.25}})
+    assert reg.state_dict()["last"] == {"reg_r1": 0.25}  # kept for the next checkpoint
+    real, z = torch.zeros(5, 4, device="meta"), torch.zeros(5, 2, device="meta")
+    total, stats = reg.critic_penalty(obj, m, real, z, step=1)  # not a lazy step
+    assert total.device == stats["reg_r1"].device == real.device

@@ -93,7 +93,7 @@ def _grad_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("device_type,cls", [("cpu", syncbn.CrossProcessBatchNorm),
-                                             ("cuda", nn.SyncBatchNorm)])
+                                             ("cuda", syncbn.CrossProcessBatchNorm)])
 def test_convert_replaces_every_batchnorm_keeping_names_and_tensors(device_type, cls):
     torch.manual_seed(0)
     G = QPArch(width=0.125).generator((1, 16, 16))  # BatchNorm1d and BatchNorm2d layers

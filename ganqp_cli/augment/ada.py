@@ -37,7 +37,11 @@ def overfitting(objective: Any, models: nn.Module, real: torch.Tensor, z: torch.
 
 
 class ADA(DiffAugment):
-    """Adaptive augmentation; `p` is logged as `aug_p` and checkpointed."""
+    """Adaptive augmentation; `p` is logged as `aug_p` and checkpointed.
+
+    p and r_t stay tensors on the device between log steps (`probability` hands the tensor
+    to the augmentations), so the controller never makes the host wait for the device; the
+    arithmetic is float64, as it would be on Python floats."""
 
     KEYS = {"target": number(0, 1, low_open=True, high_open=True), "p_init": number(0, 1),
             "interval": whole(1), "kimg": POSITIVE}
@@ -47,11 +51,24 @@ class ADA(DiffAugment):
                  p_init: float = 0.0, interval: int = 4, kimg: float = 500.0) -> None:
         super().__init__(name, policy, translation, cutout)
         self.target, self.interval, self.kimg = target, interval, kimg
-        self.p, self.rt = float(p_init), 0.0
+        self._p: float | torch.Tensor = float(p_init)
+        self._rt: float | torch.Tensor = 0.0
         self.calls, self.seen = 0, 0
 
-    def probability(self) -> float:
-        return self.p
+    @property
+    def p(self) -> float:
+        return float(self._p)  # a host read
+
+    @p.setter
+    def p(self, value: float) -> None:
+        self._p = float(value)
+
+    @property
+    def rt(self) -> float:
+        return float(self._rt)
+
+    def probability(self) -> float | torch.Tensor:
+        return self._p
 
     def update(self, objective: Any, models: nn.Module, real: torch.Tensor, z: torch.Tensor,
                seen: int) -> None:
@@ -59,11 +76,12 @@ class ADA(DiffAugment):
         self.seen += seen
         if self.calls % self.interval:
             return
-        rt = overfitting(objective, models, real, z)
-        self.rt = dist_.all_reduce_mean({"rt": rt})["rt"]  # the same p on every rank
-        step = ((self.rt > self.target) - (self.rt < self.target)) * self.seen
-        self.p = min(max(self.p + step / (self.kimg * 1000), 0.0), 1.0)
-        self.seen = 0
+        # the same p on every rank
+        rt = dist_.mean_over_ranks(overfitting(objective, models, real, z).float()).double()
+        step = ((rt > self.target).double() - (rt < self.target).double()) * self.seen
+        p = torch.as_tensor(self._p, dtype=torch.float64, device=rt.device)
+        self._p = (p + step / (self.kimg * 1000)).clamp(0.0, 1.0)
+        self._rt, self.seen = rt, 0
 
     def stats(self) -> dict[str, float]:
         return {"aug_p": self.p, "aug_rt": self.rt}
@@ -72,5 +90,5 @@ class ADA(DiffAugment):
         return {"p": self.p, "rt": self.rt, "calls": self.calls, "seen": self.seen}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.p, self.rt = float(state["p"]), float(state["rt"])
+        self._p, self._rt = float(state["p"]), float(state["rt"])
         self.calls, self.seen = int(state["calls"]), int(state["seen"])

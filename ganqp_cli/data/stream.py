@@ -56,14 +56,10 @@ class StreamSampler(Sampler):
             k = start - e0 * self.n
             return perm[k:k + self.b], flips[k:k + self.b]
         pos = start + torch.arange(self.b)
-        epochs, ks = pos // self.n, pos % self.n
-        idx = torch.empty(self.b, dtype=torch.long)
-        flip = torch.empty(self.b, dtype=torch.bool)
-        for e in range(e0, e1 + 1):
-            perm, flips = self._epoch_cached(e)
-            here = epochs == e
-            idx[here], flip[here] = perm[ks[here]], flips[ks[here]]
-        return idx, flip
+        epochs, ks = pos // self.n - e0, pos % self.n
+        # Gathers, not boolean masks (a mask's size is data: training.syncs counts it).
+        perms, flips = zip(*(self._epoch_cached(e) for e in range(e0, e1 + 1)), strict=True)
+        return torch.stack(perms)[epochs, ks], torch.stack(flips)[epochs, ks]
 
     def _epoch_cached(self, e: int) -> tuple[torch.Tensor, torch.Tensor]:
         cache = self._cache

@@ -16,6 +16,7 @@ from ganqp_cli.objectives import losses
 from ganqp_cli.objectives.base import Models, Objective, Stats
 from ganqp_cli.objectives.gradients import input_gradient
 from ganqp_cli.objectives.losses import full
+from ganqp_cli.objectives.shared import share
 
 
 class OutputLoss(Objective):
@@ -37,6 +38,7 @@ class OutputLoss(Objective):
                     ) -> tuple[torch.Tensor, Stats]:
         fake = m.G(z)
         r, f = self.outputs(m, real, fake)
+        share(fake=fake, real_score=r, fake_score=f)
         loss = self.d_loss(r, f)
         return loss, {"d_real": r.mean().detach(), "d_fake": f.mean().detach()}
 
@@ -118,6 +120,7 @@ class WGANGP(WGAN):
                     ) -> tuple[torch.Tensor, Stats]:
         fake = m.G(z)
         r, f = self.outputs(m, real, fake)
+        share(fake=fake, real_score=r, fake_score=f)
         pen, grad_norm = self.penalty(m.D, real, fake)
         loss = self.d_loss(r, f) + pen
         return loss, {"d_real": r.mean().detach(), "d_fake": f.mean().detach(),

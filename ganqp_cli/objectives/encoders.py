@@ -26,6 +26,7 @@ from ganqp_cli.objectives.losses import (
     gen_sgan_nonsaturating,
 )
 from ganqp_cli.objectives.qp import qp_critic_loss, qp_distance
+from ganqp_cli.objectives.shared import share
 
 
 def standardise(v: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -91,8 +92,10 @@ class BiGANQP(Objective):
     def _delta(self, m: Models, real: torch.Tensor, z: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         fake, z_real = m.G(z), m.E(real)
-        dT = (m.D(real, z_real).float() - m.D(fake, z).float()).flatten()  # fp32 first
-        return dT, fake, z_real
+        t_r, t_f = m.D(real, z_real).float().flatten(), m.D(fake, z).float().flatten()
+        # In the critic step E is frozen, so these are critic_score's T(x, E(x)), T(G(z), z).
+        share(fake=fake, real_score=t_r, fake_score=t_f)
+        return t_r - t_f, fake, z_real  # fp32 before subtracting
 
     def critic_score(self, m: Models, x: torch.Tensor, z: torch.Tensor | None = None,
                      other: torch.Tensor | None = None) -> torch.Tensor:
@@ -195,6 +198,7 @@ class OGAN(Objective):
         fake = m.G(z)
         e_fake = m.D(fake).float()
         r, f = m.D(real).float().mean(1), e_fake.mean(1)
+        share(fake=fake, real_score=r, fake_score=f)
         adv = BASES[self.base].critic(r, f, real, fake, self.qp_weight)
         rho = pearson(z, e_fake).mean()
         return adv - self.lam * rho, {"adv": adv, "rho": rho, "dT": (r - f).mean()}

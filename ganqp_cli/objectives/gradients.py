@@ -32,10 +32,15 @@ def scaling(scaler: torch.amp.GradScaler | None) -> Iterator[None]:
         _SCALER.reset(token)
 
 
-def active_scale() -> float:
-    """The loss scale `input_gradient` applies now (1.0 without an enabled scaler)."""
+def active_scale() -> torch.Tensor | None:
+    """The loss scale `input_gradient` applies now: the enabled scaler's scale, a tensor on
+    the device (reading it as a number would make the host wait for the device), else None."""
     scaler = _SCALER.get()
-    return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+    if scaler is None or not scaler.is_enabled():
+        return None
+    scale = scaler._get_scale_async()  # torch's name for the scale tensor, left unread
+    # Before the scaler's first scale(): its initial scale, a number on the host.
+    return scale if scale is not None else torch.tensor(scaler.get_scale())
 
 
 def input_gradient(output: torch.Tensor, inputs: torch.Tensor | Sequence[torch.Tensor],
@@ -51,8 +56,8 @@ def input_gradient(output: torch.Tensor, inputs: torch.Tensor | Sequence[torch.T
     xs = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
     out = full(output).sum()
     scale = active_scale()
-    if scale != 1.0:
+    if scale is not None:
         out = out * scale
     with torch.autocast(xs[0].device.type, enabled=False):
         grads = torch.autograd.grad(out, xs, create_graph=create_graph)
-    return [full(g) / scale if scale != 1.0 else full(g) for g in grads]
+    return [full(g) / scale if scale is not None else full(g) for g in grads]

@@ -9,6 +9,7 @@ from ganqp_cli.keyspec import POSITIVE, one_of, whole
 from ganqp_cli.networks import PairCritic, spectral_normalise
 from ganqp_cli.objectives.base import Models, Objective, Stats, per_sample_mean
 from ganqp_cli.objectives.losses import full
+from ganqp_cli.objectives.shared import share
 
 
 def qp_distance(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
@@ -58,12 +59,20 @@ class GANQP(Objective):
         return Models(G=arch.generator(shape), D=spectral_normalise(D) if arch.sn else D)
 
     def delta(self, m: Models, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return self.scores(m, real, fake)[0]
+
+    def scores(self, m: Models, real: torch.Tensor, fake: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(dT, the critic's score on the real batch, on the fake batch), the scores as
+        `critic_score` gives them."""
         if self.critic == "pair":
             t_rf, t_fr = m.D.both(real, fake)
-            return (full(t_rf) - full(t_fr)).flatten()
+            dT = (full(t_rf) - full(t_fr)).flatten()
+            return dT, dT, -dT
         # Each output in float32 before subtracting: under autocast dT is a small difference
         # of two half-precision numbers, and the quadratic term squares its rounding error.
-        return (full(m.D(real)) - full(m.D(fake))).flatten()
+        t_r, t_f = full(m.D(real)).flatten(), full(m.D(fake)).flatten()
+        return t_r - t_f, t_r, t_f
 
     def critic_score(self, m: Models, x: torch.Tensor, z: torch.Tensor | None = None,
                      other: torch.Tensor | None = None) -> torch.Tensor:
@@ -77,7 +86,8 @@ class GANQP(Objective):
     def critic_loss(self, m: Models, real: torch.Tensor, z: torch.Tensor
                     ) -> tuple[torch.Tensor, Stats]:
         fake = m.G(z)
-        dT = self.delta(m, real, fake)
+        dT, t_r, t_f = self.scores(m, real, fake)
+        share(fake=fake, real_score=t_r, fake_score=t_f)
         d = qp_distance(real, fake, self.distance)
         loss = qp_critic_loss(dT, d, self.lam).mean()
         return loss, {"dT": dT.mean(), "dist": d.mean(),
@@ -85,5 +95,8 @@ class GANQP(Objective):
 
     def generator_loss(self, m: Models, real: torch.Tensor, z: torch.Tensor
                        ) -> tuple[torch.Tensor, Stats]:
-        dT = self.delta(m, real, m.G(z))
-        return dT.mean(), {}
+        """E[dT] for the pair critic; -E[T(x_f)] for the unary one: E[dT] less E[T(x_r)],
+        which has no gradient for G, so the critic does not run on the real batch."""
+        if self.critic == "pair":
+            return self.delta(m, real, m.G(z)).mean(), {}
+        return -full(m.D(m.G(z))).mean(), {}

@@ -89,6 +89,7 @@ class Periodic:
             self.checkpoint(it)
 
     def log_line(self, it: int, fid_due: bool) -> None:
+        self.guard.check()  # the skipped-update counts, read where the device is read anyway
         values = self.meter.reduce()
         now = time.time()
         rate = (it - self.it_last) / max(now - self.t_last, 1e-9)
@@ -118,15 +119,18 @@ class Periodic:
 
     def save(self, name: str, it: int, numbered: bool) -> None:
         """Write the training state as checkpoints/<name> (a collective: every rank)."""
+        self.guard.check()  # no checkpoint once the guard's patience ran out
         self.counters_now()  # totals up to this iteration, also between log lines
         state = self.s.state(it, self.batches.consumed, self.extra)
-        if not self.s.dist.is_main:
-            return
-        ckpt.check_finite(state)
-        ckpt.save_atomic(state, self.ckpt_dir / name)
-        if numbered and self.t.keep_ckpts:
-            ckpt.save_atomic(state, ckpt.numbered(self.ckpt_dir, it))
-            ckpt.prune(self.ckpt_dir, int(self.t.keep_ckpts))
+
+        def write() -> None:
+            ckpt.check_finite(state)
+            ckpt.save_atomic(state, self.ckpt_dir / name)
+            if numbered and self.t.keep_ckpts:
+                ckpt.save_atomic(state, ckpt.numbered(self.ckpt_dir, it))
+                ckpt.prune(self.ckpt_dir, int(self.t.keep_ckpts))
+        # Rank 0 writes; the others learn at once if it failed, and stop with its reason.
+        dist_.on_main(write, f"writing checkpoints/{name} at iteration {it}")
 
     def sync_buffers(self, it: int) -> None:
         """Average the ranks' buffers once after iteration `it` (a collective)."""

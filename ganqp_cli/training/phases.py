@@ -6,29 +6,32 @@ runs per iteration. An iteration runs the phases in order (critic `objective.d_s
 then the generator once), each update on a fresh real batch and fresh z, then moves the EMA
 generator. Everything that trains, benchmarks included, calls `iteration`.
 
-An update whose loss or gradients are not finite is skipped, on every rank alike (the
-finiteness flag travels with the all-reduced gradients), and the buffers its forward pass
-touched (BatchNorm statistics, spectral-norm vectors) are put back; `Guard` counts the
-skipped updates and stops the run after `train.nan_patience` in a row.
+An iteration that logs, samples and saves nothing reads nothing back from the device: an
+update whose loss or gradients are not finite is skipped on the device, on every rank alike
+(training.guard), its statistics are zeroed rather than dropped, and the counts are read at
+log steps. Under torchrun the gradients are averaged while backward runs (grad_exchange).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ganqp_cli import distributed as dist_
-from ganqp_cli.errors import RunFailed
+from ganqp_cli.grad_exchange import GradExchange
 from ganqp_cli.networks.conditional import conditioned
-from ganqp_cli.objectives import Models, gradients
+from ganqp_cli.objectives import Models, gradients, shared
 from ganqp_cli.objectives.base import Stats
+from ganqp_cli.training.guard import Guard, Snapshot, Stepper, on_host
 from ganqp_cli.training.setup import Setup
 
+__all__ = ["Guard", "Phase", "iteration", "phases", "update"]
+
 LossFn = Callable[[Models, torch.Tensor, torch.Tensor], tuple[torch.Tensor, Stats]]
-PenaltyFn = Callable[[Models, torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, Stats]]
+PenaltyFn = Callable[[Models, torch.Tensor, torch.Tensor, int, shared.Shared],
+                     tuple[torch.Tensor, Stats]]
 
 
 @dataclass
@@ -49,25 +52,36 @@ class Phase:
     penalty: PenaltyFn | None = None
     # Once after the phase's steps, with the last step's real batch and z (ADA's p).
     after_phase: Callable[[torch.Tensor, torch.Tensor], None] | None = None
+    # Under torchrun: the gradient exchange that overlaps backward (None in one process).
+    exchange: GradExchange | None = None
+    stepper: Stepper | None = None
+    buffers: Snapshot = field(default_factory=Snapshot)
+
+    def __post_init__(self) -> None:
+        if self.stepper is None:
+            self.stepper = Stepper(self.opt, self.params)
 
 
 def phases(s: Setup) -> list[Phase]:
     """The critic phase, then the generator phase (which the objective's losses define)."""
     obj, d_steps = s.objective, int(s.cfg.objective.d_steps)
 
-    def penalty(m: Models, real: torch.Tensor, z: torch.Tensor, step: int
-                ) -> tuple[torch.Tensor, Stats]:
-        return s.reg.critic_penalty(obj, m, real, z, step)
+    def penalty(m: Models, real: torch.Tensor, z: torch.Tensor, step: int,
+                seen: shared.Shared) -> tuple[torch.Tensor, Stats]:
+        return s.reg.critic_penalty(obj, m, real, z, step, seen)
 
     def adapt(real: torch.Tensor, z: torch.Tensor) -> None:
         s.aug.update(obj, s.models, real, z, seen=int(s.cfg.train.batch_size) * d_steps)
 
+    def exchange(params: list[nn.Parameter]) -> GradExchange | None:
+        return GradExchange(params, s.dist.world) if s.dist.enabled else None
+
     return [
         Phase("critic", obj.critic_loss, s.d_mods, s.g_mods, s.d_params, s.opt_d, s.scaler_d,
               d_steps, "d_loss", "", obj.after_critic_step,
-              penalty if s.reg.active else None, adapt),
+              penalty if s.reg.active else None, adapt, exchange(s.d_params)),
         Phase("generator", obj.generator_loss, s.g_mods, s.d_mods, s.g_params, s.opt_g,
-              s.scaler_g, 1, "g_loss", "g_", lambda m: None),
+              s.scaler_g, 1, "g_loss", "g_", lambda m: None, exchange=exchange(s.g_params)),
     ]
 
 
@@ -80,8 +94,9 @@ def set_trainable(modules: list[nn.Module], on: bool) -> None:
 @torch.no_grad()
 def update_ema(ema: nn.Module, net: nn.Module, beta: float) -> None:
     torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1.0 - beta)
-    for b_ema, b in zip(ema.buffers(), net.buffers(), strict=True):
-        b_ema.copy_(b)
+    buffers = list(ema.buffers())
+    if buffers:
+        torch._foreach_copy_(buffers, list(net.buffers()))
 
 
 def ema_decay(target: float, it: int) -> float:
@@ -90,64 +105,32 @@ def ema_decay(target: float, it: int) -> float:
     return min(target, (1 + it) / (10 + it))
 
 
-class Guard:
-    """Counts skipped (non-finite) updates; raises RunFailed once one phase has skipped
-    `patience` updates in a row (a critic stuck at NaN while the generator's updates stay
-    finite has diverged as surely as both)."""
-
-    def __init__(self, patience: int) -> None:
-        self.patience, self.skipped = patience, 0
-        self.in_a_row: dict[str, int] = {}
-
-    def record(self, ok: bool, phase: str, it: int) -> None:
-        if ok:
-            self.in_a_row[phase] = 0
-            return
-        n = self.in_a_row[phase] = self.in_a_row.get(phase, 0) + 1
-        self.skipped += 1
-        if n >= self.patience:
-            raise RunFailed(
-                f"training diverged: {n} {phase} updates in a row had a non-finite loss "
-                f"or gradient (the last in iteration {it + 1}); every one "
-                "was skipped, so checkpoints/last.pt holds the last good state. Lower the "
-                "learning rates (objective.opt_d.lr, objective.opt_g.lr), try train.amp=off, "
-                "or raise train.nan_patience.")
-
-
-def _buffers(models: Models) -> list[torch.Tensor]:
-    """Every buffer a forward pass may move: BatchNorm statistics and counts (the count
-    weighs the cumulative average when momentum is None), spectral-norm vectors."""
-    return list(models.buffers())
-
-
 def update(s: Setup, phase: Phase, real: torch.Tensor, z: torch.Tensor, step: int = 0,
-           y: torch.Tensor | None = None) -> tuple[torch.Tensor, Stats, bool]:
+           y: torch.Tensor | None = None) -> tuple[torch.Tensor, Stats, torch.Tensor]:
     """One optimiser step of `phase` (its `step`-th of the run); returns (loss, statistics,
-    whether it was applied). `y`: the real batch's labels (cond=true), which the
-    conditional networks read for every call of the step, fakes included."""
-    buffers = _buffers(s.models)
-    saved = [b.clone() for b in buffers]
-    # input_gradient reads the scaler
-    with s.autocast(), gradients.scaling(phase.scaler), conditioned(s.models, y):
-        loss, stats = phase.loss(s.models, real, z)
+    whether it was applied: a bool tensor on the device). `y`: the real batch's labels
+    (cond=true), which the conditional networks read for every call of the step, fakes
+    included."""
+    phase.buffers.take(list(s.models.buffers()))  # what the forward pass may move
+    with s.autocast(), gradients.scaling(phase.scaler), shared.recording() as seen, \
+            conditioned(s.models, y):
+        loss, stats = phase.loss(s.models, real, z)  # input_gradient reads the scaler
         total = loss
         if phase.penalty is not None:
-            extra, reg_stats = phase.penalty(s.models, real, z, step)
+            extra, reg_stats = phase.penalty(s.models, real, z, step, seen)
             total, stats = loss + extra, {**stats, **reg_stats}
     phase.opt.zero_grad(set_to_none=True)
+    if phase.exchange is not None:
+        phase.exchange.arm(total)
     phase.scaler.scale(total).backward()
-    # Under torchrun the flat all-reduced gradients carry the loss's finiteness too, so every
-    # rank reaches the same decision; scaling by the AMP scale keeps finiteness as it is.
-    flat = dist_.all_reduce_grads(phase.params, flag=total.detach())
-    ok = bool(torch.isfinite(flat).all() if flat is not None
-              else _all_finite(phase.params, total))
+    # Scaling by the AMP scale keeps finiteness as it is.
+    ok = phase.exchange.finish() if phase.exchange is not None else \
+        _all_finite(phase.params, total)
     if phase.scaler.is_enabled():
         phase.scaler.unscale_(phase.opt)
-    if ok:
-        phase.scaler.step(phase.opt)
-        phase.after_step(s.models)
-    elif buffers:
-        torch._foreach_copy_(buffers, saved)
+    keep = on_host(ok)  # a bool where reading the device is free, else the device flag
+    phase.stepper.step(keep, lambda: phase.after_step(s.models))
+    phase.buffers.put_back_unless(keep)
     phase.scaler.update()  # on a skipped fp16 step: a smaller scale
     return loss, stats, ok
 
@@ -156,6 +139,14 @@ def _all_finite(params: list[nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     peaks = list(torch._foreach_norm(grads, float("inf"))) if grads else []
     return torch.isfinite(torch.stack([loss.detach().float().reshape(()), *peaks])).all()
+
+
+def _applied(values: dict[str, torch.Tensor], ok: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The statistics of an update, zeros where it was skipped (a skipped update adds
+    nothing to the log interval's sums, as before; no host read to leave it out)."""
+    keys = list(values)
+    stacked = torch.stack([values[k].detach().float().reshape(()) for k in keys])
+    return dict(zip(keys, torch.where(ok, stacked, 0.0).unbind(), strict=True))
 
 
 def iteration(s: Setup, plan: list[Phase], batches: Iterator[torch.Tensor],
@@ -172,10 +163,9 @@ def iteration(s: Setup, plan: list[Phase], batches: Iterator[torch.Tensor],
             y = getattr(batches, "labels", None)  # the batch's labels with cond=true
             loss, stats, ok = update(s, phase, real, z, it * phase.repeat + n, y)
             guard.record(ok, phase.name, it)
-            if ok:
-                logged.append(({phase.loss_key: loss,
-                                **{phase.prefix + k: v for k, v in stats.items()}},
-                               1.0 / phase.repeat))
+            logged.append((_applied({phase.loss_key: loss,
+                                     **{phase.prefix + k: v for k, v in stats.items()}}, ok),
+                           1.0 / phase.repeat))
         if phase.after_phase is not None:
             with conditioned(s.models, y):
                 phase.after_phase(real, z)

@@ -15,6 +15,7 @@ import threading
 from types import FrameType
 from typing import Any
 
+import numpy as np
 import torch
 
 from ganqp_cli import distributed as dist_
@@ -34,6 +35,9 @@ class StopSignals:
         self.requested: int | None = None
         self.agreed: int | None = None
         self.previous: dict[int, Any] = {}
+        # Under torchrun: the stop-flag all-reduce in flight (started by the last
+        # should_stop), with the host array its result lands in.
+        self.pending: tuple[Any, torch.Tensor, np.ndarray] | None = None
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
@@ -45,6 +49,9 @@ class StopSignals:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
         self.previous = {}
+        if self.pending is not None and exc[0] is None:  # no collective left running
+            self.pending[0].wait()
+        self.pending = None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGINT and self.requested == signal.SIGINT:
@@ -55,21 +62,38 @@ class StopSignals:
                   "then writing checkpoints/last.pt (Ctrl-C again aborts at once)", flush=True)
 
     def should_stop(self) -> bool:
-        """Whether any rank was asked to stop (one tiny collective under torchrun, so that
-        every rank stops after the same iteration and takes part in the checkpoint)."""
+        """Whether any rank was asked to stop. Under torchrun every rank must stop after
+        the same iteration (and take part in the checkpoint): each call starts an
+        asynchronous max-reduce of this rank's request and reads the one the previous call
+        started, which finished while the last iteration ran. So no call waits, a signal
+        stops the run one iteration later than in one process, and the ranks agree."""
         if not dist_.current().enabled:
             agreed = self.requested or 0
         else:
-            flag = torch.tensor([self.requested or 0], dtype=torch.int64,
-                                device=_collective_device())
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            # The reduced flag alone decides: a signal handled while the collective ran
-            # (its handler runs when the call returns) is in this rank's flag from the
-            # next call on; going by `requested` now would stop this rank only.
-            agreed = int(flag.item())
+            agreed = self._previous_round()
+            if not agreed:
+                self._start_round()
         if agreed:
             self.agreed = agreed
         return self.agreed is not None
+
+    def _previous_round(self) -> int:
+        if self.pending is None:
+            return 0
+        work, _, result = self.pending
+        work.wait()
+        self.pending = None
+        # The flag lives in host memory (a gloo group, also beside NCCL): reading it is no
+        # device read.
+        return int(result[0])
+
+    def _start_round(self) -> None:
+        # A signal handled while a round runs is in this rank's flag from the next round on.
+        result = np.array([self.requested or 0], dtype=np.int64)
+        flag = torch.from_numpy(result)  # the same memory
+        work = torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX,
+                                            group=_flag_group(), async_op=True)
+        self.pending = (work, flag, result)
 
     @property
     def name(self) -> str:
@@ -86,8 +110,17 @@ class StopSignals:
             prev(sig, None)
 
 
-def _collective_device() -> torch.device:
-    backend = torch.distributed.get_backend()
-    if backend == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+_FLAG_GROUP: dict[int, Any] = {}  # id(the default group) -> its gloo twin
+
+
+def _flag_group() -> Any:
+    """A gloo group for the host-side flag: the default group when it is gloo, else one
+    made once per default group (every rank makes it at the same call, as new_group
+    requires)."""
+    if torch.distributed.get_backend() == "gloo":
+        return None
+    key = id(torch.distributed.group.WORLD)
+    if key not in _FLAG_GROUP:
+        _FLAG_GROUP.clear()
+        _FLAG_GROUP[key] = torch.distributed.new_group(backend="gloo")
+    return _FLAG_GROUP[key]
