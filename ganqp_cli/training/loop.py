@@ -79,9 +79,12 @@ def run(cfg: DictConfig, dist: dist_.Dist, device: torch.device, run_dir: Path
     start, consumed, extra, found = resume(s, run_dir)
     log = RunLogger(run_dir, t.iters, start, enabled=dist.is_main)
     batches = Batches(s.data, s.local_batch, cfg.seed, device, dist.rank, dist.world,
-                      t.workers, start_batch=consumed)  # warnings: stderr
+                      t.workers, start_batch=consumed,  # warnings: stderr
+                      memory_format=s.memory_format)
     fid = FidMonitor.create(cfg, s.data, device, run_dir, extra, start)
     log.info(banner(s, run_dir, found, start))
+    for note in s.notes:  # train.compile's choice
+        log.info(note)
     plan, guard = phases(s), Guard(int(t.nan_patience))
     periodic = Periodic(s, run_dir, log, batches, fid, extra, guard)
 
