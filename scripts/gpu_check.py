@@ -54,6 +54,7 @@ CANNOT_SHOW = [
     "Speed, not learning: no row trains long enough to judge sample quality at 128-256 px.",
 ]
 ROWS: list[dict] = []
+RUN: dict = {}  # out, start, device: for the files written after every row
 
 
 def row(check: str, setting: str, result: str, ok: bool | None, **values) -> None:
@@ -61,6 +62,18 @@ def row(check: str, setting: str, result: str, ok: bool | None, **values) -> Non
     ROWS.append({"check": check, "setting": setting, "result": result, "ok": verdict,
                  "values": values})
     print(f"  {check} [{setting}]: {result}", flush=True)
+    save(done=False)  # a run stopped from outside still leaves the rows so far
+
+
+def save(done: bool) -> str:
+    """Write gpu_check.md and gpu_check.json; returns the Markdown."""
+    total = time.time() - RUN["start"]
+    text = table(total, RUN["device"]) + ("" if done else "\n\n(incomplete: still running)")
+    (RUN["out"] / "gpu_check.md").write_text(text + "\n")
+    (RUN["out"] / "gpu_check.json").write_text(json.dumps(
+        {"device": RUN["device"], "torch": torch.__version__, "total_s": total,
+         "complete": done, "rows": ROWS, "cannot_show": CANNOT_SHOW}, indent=1) + "\n")
+    return text
 
 
 def objectives() -> list[str]:
@@ -95,30 +108,20 @@ def check_speed(a: argparse.Namespace, work: Path, deadline: float) -> None:
         measured_tflops=measured, datasheet_tflops=sheet)
     source = work / "source"
     gpu_speed.make_source(source, a.images, max(a.speed_res))
-    roots = {res: gpu_speed.prepare(source, res, work / f"prepared{res}", a.data_workers)
+    roots = {res: gpu_speed.prepare(source, res, work / f"prepared{res}", a.prepare_workers)
              for res in a.speed_res}
-    best = {}
+    best: dict[int, float] = {}
     for res in a.speed_res:
         flops = gpu_speed.iteration_flops(a, res, roots[res])
         for flags in gpu_speed.FLAGS:
+            check = f"img/s {res} px"
             if time.time() > deadline:
-                row(f"img/s {res} px", flags, "not run: past the time budget", None)
+                row(check, flags, "not run: past the time budget", None)
                 continue
-            if "compile" in flags:
-                torch._dynamo.reset()  # a fresh compilation, as a run's
-            ours = gpu_speed.ganqp_speed(a, res, flags, roots[res])
-            ref = gpu_speed.hand_speed(a, res, flags, roots[res])
-            ratio = ours.img_per_s / ref.img_per_s
-            mfu = flops * ours.it_per_s / (peak * 1e12)
-            best[res] = max(best.get(res, 0.0), ours.img_per_s)
-            row(f"img/s {res} px", flags,
-                f"ganqp {ours.img_per_s:.0f}, hand-written {ref.img_per_s:.0f}: ratio "
-                f"{ratio:.3f}; peak memory {ours.peak_gib:.2f} / {ref.peak_gib:.2f} GiB; "
-                f"MFU {100 * mfu:.1f}% ({flops / 1e9:.3g} GFLOP/iteration)",
-                judge(a, ratio >= 0.97),
-                ganqp_img_s=ours.img_per_s, hand_img_s=ref.img_per_s, ratio=ratio,
-                ganqp_peak_gib=ours.peak_gib, hand_peak_gib=ref.peak_gib, mfu=mfu,
-                tflop_per_iteration=flops / 1e12)
+            try:
+                speed_row(a, check, res, flags, roots[res], flops, peak, best)
+            except Exception as err:  # noqa: BLE001 - the next flags still run
+                row(check, flags, f"raised {type(err).__name__}: {str(err)[:300]}", False)
     res = max(a.speed_res)
     if res in best:
         load = gpu_speed.data_speed(a, roots[res], res)
@@ -126,6 +129,23 @@ def check_speed(a: argparse.Namespace, work: Path, deadline: float) -> None:
             f"{load:.0f} img/s = {load / best[res]:.1f}x training's best {best[res]:.0f} "
             "img/s (goal >= 3x)", judge(a, load >= 3 * best[res]), data_img_s=load,
             training_img_s=best[res])
+
+
+def speed_row(a: argparse.Namespace, check: str, res: int, flags: str, root: Path,
+              flops: float, peak: float, best: dict[int, float]) -> None:
+    if "compile" in flags:
+        torch._dynamo.reset()  # a fresh compilation, as a run's
+    ours = gpu_speed.ganqp_speed(a, res, flags, root)
+    ref = gpu_speed.hand_speed(a, res, flags, root)
+    ratio = ours.img_per_s / ref.img_per_s
+    mfu = flops * ours.it_per_s / (peak * 1e12)
+    best[res] = max(best.get(res, 0.0), ours.img_per_s)
+    row(check, flags, f"ganqp {ours.img_per_s:.0f}, hand-written {ref.img_per_s:.0f}: ratio "
+        f"{ratio:.3f}; peak memory {ours.peak_gib:.2f} / {ref.peak_gib:.2f} GiB; MFU "
+        f"{100 * mfu:.1f}% ({flops / 1e9:.3g} GFLOP/iteration)", judge(a, ratio >= 0.97),
+        ganqp_img_s=ours.img_per_s, hand_img_s=ref.img_per_s, ratio=ratio,
+        ganqp_peak_gib=ours.peak_gib, hand_peak_gib=ref.peak_gib, mfu=mfu,
+        tflop_per_iteration=flops / 1e12)
 
 
 def check_dist(a: argparse.Namespace, work: Path) -> None:
@@ -152,7 +172,8 @@ def check_dist(a: argparse.Namespace, work: Path) -> None:
                           / flat(one[k]).norm().clamp_min(1e-30)) for k in one)
         row("2 ranks, 1 GPU (gloo)", case,
             f"gradients against 1 process: relative difference {worst:.1e}; ranks "
-            f"identical after {5 + 2} iterations; {got['s_per_it'] * 1e3:.1f} ms/iteration",
+            f"identical after {gpu_dist.ITERS[a.dev] + 2} iterations; "
+            f"{got['s_per_it'] * 1e3:.1f} ms/iteration",
             worst < 1e-3, max_rel_grad_diff=worst, s_per_it=got["s_per_it"])
 
 
@@ -291,6 +312,7 @@ def parse() -> argparse.Namespace:
     a.width, a.batch = (0.125, 4) if smoke else (1.0, 64)
     a.warmup, a.timed = (1, 1) if smoke else (5, 20)
     a.images, a.data_workers, a.data_iters = (8, 2, 4) if smoke else (512, 8, 100)
+    a.prepare_workers = 0 if smoke else 8  # decoding processes (0: in this one)
     return a
 
 
@@ -299,6 +321,8 @@ def main() -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     skip = set(filter(None, a.skip.split(",")))
     t0 = time.time()
+    RUN.update(out=a.out, start=t0, device="cpu (smoke)" if a.cpu_smoke
+               else torch.cuda.get_device_name())
     deadline = t0 + a.budget_s
     with tempfile.TemporaryDirectory(prefix="ganqp_gpu_check_") as tmp:
         work = Path(tmp)
@@ -322,14 +346,7 @@ def main() -> None:
                 row(name, "", f"raised {type(err).__name__}: {str(err)[:300]}", False)
         if any(r["ok"] == "FAIL" for r in ROWS) and (work / "train.log").is_file():
             print((work / "train.log").read_text()[-3000:])
-    total = time.time() - t0
-    dev = "cpu (smoke)" if a.cpu_smoke else torch.cuda.get_device_name()
-    text = table(total, dev)
-    print("\n" + text)
-    (a.out / "gpu_check.md").write_text(text + "\n")
-    (a.out / "gpu_check.json").write_text(json.dumps(
-        {"device": dev, "torch": torch.__version__, "total_s": total, "rows": ROWS,
-         "cannot_show": CANNOT_SHOW}, indent=1) + "\n")
+    print("\n" + save(done=True))
     sys.exit(1 if any(r["ok"] == "FAIL" for r in ROWS) else 0)
 
 
