@@ -9,7 +9,8 @@ checkpoint: the figures of the README's default run and of docs/training.md.
 Runs `ganqp train [overrides]` in a fresh process (as a user would) into a temporary run
 directory and prints: the machine's load average before the run, the wall time of the whole
 command (start-up, data, sample grids and checkpoints included: from the command to the last
-grid), the training time (each metrics.jsonl interval's iterations over its it_per_s) and,
+grid), the training time (each metrics.jsonl interval's iterations over its it_per_s), the
+CPU time the run used (user + system: the wall time of a 1-thread run on an idle machine) and,
 with --fid, `ganqp fid ckpt=<run>/checkpoints/last.pt n=2000 fid.extractor=digits` run
 afterwards (not in the wall time): the FID and KID of the EMA generator's 2,000 samples
 against all 1,797 digits at the run's resolution (the digits extractor sees 16 px either
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -40,6 +42,13 @@ def training_seconds(metrics: list[dict]) -> float:
             total += (row["iter"] - prev) / row["it_per_s"]
         prev = row["iter"]
     return total
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process's finished children: on a loaded machine,
+    what a single-threaded run would take alone."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def last_fid(run: Path, n: int) -> dict:
@@ -67,14 +76,15 @@ def main() -> int:
         print("$", " ".join(["ganqp", *cmd[3:-1]]), f"  (load average {load[0]:.2f} "
               f"{load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} CPUs)", flush=True)
         start = time.perf_counter()
+        cpu0 = cpu_seconds()
         done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu0
         if done.returncode != 0:
             print(done.stderr, file=sys.stderr)
             return done.returncode
         metrics = rows(run / "metrics.jsonl")
         print(f"iterations {metrics[-1]['iter']}   wall {wall:.1f} s   "
-              f"training {training_seconds(metrics):.1f} s", flush=True)
+              f"training {training_seconds(metrics):.1f} s   CPU {cpu:.1f} s", flush=True)
         if args.fid:
             r = last_fid(run, args.fid_n)
             print(f"last checkpoint, digits extractor, {args.fid_n} samples: FID {r['fid']:.4f}"

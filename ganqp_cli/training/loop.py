@@ -39,7 +39,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     device = dist_.device_for(str(cfg.device), dist)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     lock = lock_run_dir(run_dir, dist)
-    try:
+    threads = torch.get_num_threads()  # train.threads is this run's: the next run of a
+    try:  # process (a sweep's jobs in one process) starts from the process's own count
         return run(cfg, dist, device, run_dir)
     except UserError:
         if lock is not None:  # refused before training: leave no lock file behind
@@ -47,6 +48,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             lock = None
         raise
     finally:
+        torch.set_num_threads(threads)
         if lock is not None:
             lock.release()
 
