@@ -44,6 +44,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
             "images against a reference"),
     "prepare": ("ganqp_cli.prepare", "prepare_command",
                 "decode, crop and resize a data set once into a prepared set (data.root=OUT)"),
+    "report": ("ganqp_cli.report.command", "report_command",
+               "one self-contained HTML page of a run or a sweep: table, curves, grids"),
 }
 
 CONFIG_PATH = "pkg://ganqp_cli.conf"
@@ -62,7 +64,8 @@ def usage() -> str:
               "Documentation: README.md and docs/ in the ganqp repository:"]
     pages = {"train": "docs/training.md", "sample": "docs/training.md#sampling",
              "reconstruct": "docs/encoders.md", "fid": "docs/metrics.md",
-             "prepare": "docs/data.md#prepared-data-sets-ganqp-prepare"}
+             "prepare": "docs/data.md#prepared-data-sets-ganqp-prepare",
+             "report": "docs/report.md"}
     lines += [f"  {name:<{width}}  {page}" for name, page in pages.items()]
     return "\n".join(lines)
 
@@ -84,7 +87,9 @@ def check_group_options(argv: list[str]) -> None:
                                 "critic steps and optimisers live under objective.* (e.g. "
                                 f"{new + bare[len(old):]}={value}).")
         group = conf.joinpath(*key.lstrip("+").split("/"))
-        if not group.is_dir() or any(c in value for c in "()[]{}$"):
+        if value.startswith("[") and value.endswith("]"):  # several options: logger=[a,b]
+            value = value[1:-1]
+        if not group.is_dir() or not value or any(c in value for c in "()[]{}$"):
             continue
         if key.lstrip("+").startswith("hydra/"):  # plugins add options (submitit_local):
             continue                              # Hydra checks its own groups

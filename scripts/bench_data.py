@@ -8,18 +8,21 @@ to the GPU; flips run there) by
                 by index into a fresh buffer), `w` gather threads;
   (c) floor:    a plain copy of batches of the same bytes from an in-memory tensor into a
                 fresh buffer, `w` threads;
-for w = 1 and w = train.workers, and the ratios prepared/floor and prepared/folder.
+for w = 1 and w = train.workers, and the ratios prepared/floor and prepared/folder, each
+over --pairs alternated pairs of timed windows (scripts/paired.py): their median, min and
+max, and the medians of the odd and the even pairs (a stability check).
 It writes its own JPEGs (random smooth images plus noise) into a temporary folder.
 
     python scripts/bench_data.py                        # 128 JPEGs of 1024 px, 64/128/256 px
-    python scripts/bench_data.py --images 400 --res 128 256 --seconds 3
+    python scripts/bench_data.py --images 400 --res 128 256 --seconds 2 --pairs 9
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.resources
-import os
+import statistics
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +36,9 @@ from PIL import Image
 from ganqp_cli.data import Batches, ImageFolder, PreparedImages
 from ganqp_cli.data.prepared import PIXELS_NAME, PreparedWriter
 from ganqp_cli.prepare import write_all
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paired import Spread, load_average, measure_pairs  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -74,65 +80,90 @@ def prepare(src: ImageFolder, out: Path, res: int, workers: int) -> float:
     return len(src) / (time.perf_counter() - t0)
 
 
-def rate(next_batch, batch: int, seconds: float, warmup: int = 2, min_batches: int = 3,
-         windows: int = 3) -> float:
-    """Images/s of `next_batch()` after `warmup` calls: the best of `windows` windows of at
-    least `seconds` / `windows` and `min_batches` calls each (on a shared machine the best
-    window is the one least disturbed by other work)."""
-    for _ in range(warmup):
-        next_batch()
-    best = 0.0
-    for _ in range(windows):
+class Side:
+    """One side of a comparison: `step()` delivers `per_step` images; `window()` times one
+    window of at least `seconds` and `min_steps` steps and returns its images/s."""
+
+    def __init__(self, step, per_step: int, min_steps: int = 3) -> None:
+        self.step, self.per_step, self.min_steps = step, per_step, min_steps
+        self.rates: list[float] = []
+
+    def window(self, seconds: float) -> float:
         n, t0 = 0, time.perf_counter()
-        while n < min_batches or time.perf_counter() - t0 < seconds / windows:
-            next_batch()
+        while n < self.min_steps or time.perf_counter() - t0 < seconds:
+            self.step()
             n += 1
-        best = max(best, n * batch / (time.perf_counter() - t0))
-    return best
+        self.rates.append(n * self.per_step / (time.perf_counter() - t0))
+        return self.rates[-1]
+
+    def median(self) -> float:
+        return statistics.median(self.rates)
 
 
-def floor_rate(pixels: torch.Tensor, batch: int, threads: int, seconds: float) -> float:
-    """Copies of whole batches of the same bytes, from memory to a fresh buffer."""
-    n_batches = pixels.shape[0] // batch
+class Floor:
+    """Copies of whole batches of the same bytes, from memory to a fresh buffer, in
+    `threads` threads (one batch each per step)."""
 
-    def copy(j: int) -> None:
-        out = torch.empty((batch, *pixels.shape[1:]), dtype=pixels.dtype)
-        out.copy_(pixels[(j % n_batches) * batch:(j % n_batches + 1) * batch])
+    def __init__(self, pixels: torch.Tensor, batch: int, threads: int) -> None:
+        self.pixels, self.batch, self.threads = pixels, batch, threads
+        self.n_batches, self.j = pixels.shape[0] // batch, 0
+        self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
 
-    if threads <= 1:
-        j = iter(range(1 << 40))
-        return rate(lambda: copy(next(j)), batch, seconds)
-    pool = ThreadPoolExecutor(threads)
-    step = iter(range(0, 1 << 40, threads))
+    def copy(self, j: int) -> None:
+        k = j % self.n_batches
+        out = torch.empty((self.batch, *self.pixels.shape[1:]), dtype=self.pixels.dtype)
+        out.copy_(self.pixels[k * self.batch:(k + 1) * self.batch])
 
-    def round_() -> None:
-        j = next(step)
-        list(pool.map(copy, range(j, j + threads)))
+    def step(self) -> None:
+        if self.pool is None:
+            self.copy(self.j)
+        else:
+            list(self.pool.map(self.copy, range(self.j, self.j + self.threads)))
+        self.j += self.threads
 
-    r = rate(round_, batch * threads, seconds)
-    pool.shutdown()
-    return r
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
 
 
-def bench_res(root: Path, tmp: Path, res: int, a: argparse.Namespace) -> dict:
+def compare(a: Side, b: Side, seconds: float, pairs: int) -> Spread:
+    """Alternated windows of a and b: the spread of a's images/s over b's."""
+    return Spread.of(measure_pairs(lambda: a.window(seconds), lambda: b.window(seconds), pairs))
+
+
+def bench_res(root: Path, tmp: Path, res: int, a: argparse.Namespace) -> list[dict]:
     folder = ImageFolder(str(root), res)
     out = tmp / f"prepared{res}"
-    row = {"res": res, "prepare": prepare(folder, out, res, a.workers)}
-    print(f"{res} px: prepared at {row['prepare']:.0f} img/s", flush=True)
+    print(f"{res} px: prepared at {prepare(folder, out, res, a.workers):.0f} img/s "
+          f"({a.workers} processes)", flush=True)
     prepared = PreparedImages(str(out), res)
     pixels = torch.from_numpy(np.fromfile(out / PIXELS_NAME, np.uint8)).view(
         len(prepared), 3, res, res).clone()
+    rows = []
     for w in (1, a.workers):
-        b = Batches(folder, a.batch, 0, CPU, workers=w)  # decoding is slow: fewer batches
-        row[f"folder{w}"] = rate(b.next_raw, a.batch, a.seconds, warmup=1, min_batches=1)
-        del b
-        b = Batches(prepared, a.batch, 0, CPU, workers=w, resident_bytes=0)
-        row[f"prepared{w}"] = rate(b.next_raw, a.batch, a.seconds)
-        b.close()
-        row[f"floor{w}"] = floor_rate(pixels, a.batch, w, a.seconds)
-        print(f"{res} px, {w} worker(s): folder {row[f'folder{w}']:.0f}, prepared "
-              f"{row[f'prepared{w}']:.0f}, floor {row[f'floor{w}']:.0f} img/s", flush=True)
-    return row
+        fb = Batches(folder, a.batch, 0, CPU, workers=w)
+        pb = Batches(prepared, a.batch, 0, CPU, workers=w, resident_bytes=0)
+        floor = Floor(pixels, a.batch, w)
+        # decoding is slow: one batch makes a window of the folder side
+        sides = {"folder": Side(fb.next_raw, a.batch, min_steps=1),
+                 "prepared": Side(pb.next_raw, a.batch), "floor": Side(floor.step, a.batch * w)}
+        for side in sides.values():  # warm-up: worker start-up, first batches
+            side.step()
+            side.step()
+        vs_floor = compare(sides["prepared"], sides["floor"], a.seconds, a.pairs)
+        vs_folder = compare(sides["prepared"], sides["folder"], a.seconds, a.pairs)
+        print(f"{res} px, {w} worker(s): {vs_floor.line('prepared / floor', '.2f')}", flush=True)
+        print(f"{res} px, {w} worker(s): {vs_folder.line('prepared / folder', '.0f')}", flush=True)
+        rows.append({"res": res, "w": w, "vs_floor": vs_floor, "vs_folder": vs_folder,
+                     **{k: v.median() for k, v in sides.items()}})
+        pb.close()
+        floor.close()
+        del fb
+    return rows
+
+
+def spread_cell(s: Spread, fmt: str) -> str:
+    return f"{s.median:{fmt}} ({s.low:{fmt}}-{s.high:{fmt}})"
 
 
 def main() -> None:
@@ -143,34 +174,33 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--workers", type=int, default=default_workers(),
                    help="the many-worker setting (default: train.workers)")
-    p.add_argument("--seconds", type=float, default=1.5, help="timed seconds per measurement")
+    p.add_argument("--seconds", type=float, default=1.0,
+                   help="seconds per timed window (each pair: one window per side)")
+    p.add_argument("--pairs", type=int, default=7, help="alternated pairs per ratio")
     a = p.parse_args()
     if a.images < a.batch:
         p.error(f"--images ({a.images}) must be at least --batch ({a.batch})")
     torch.set_num_threads(1)  # one thread per worker, as in training's loader processes
+    print(f"start: {load_average()}")
+    t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
         tmp = Path(tmp)
         (tmp / "jpegs").mkdir()
         t0 = time.perf_counter()
         write_jpegs(tmp / "jpegs", a.images, a.size)
-        print(f"wrote {a.images} JPEGs of {a.size} px in {time.perf_counter() - t0:.1f} s; "
-              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
-        rows = [bench_res(tmp / "jpegs", tmp, res, a) for res in a.res]
-    w = a.workers
-    print(f"\nimages/s, batch {a.batch}, uint8 batches in host memory "
-          f"(load average {os.getloadavg()[0]:.1f} at the end)")
-    head = (f"| res | prepare ({w} proc) | folder 1 | folder {w} | prepared 1 | prepared {w} "
-            f"| floor 1 | floor {w} | prepared/floor 1 | prepared/floor {w} "
-            f"| prepared/folder 1 | prepared/folder {w} |")
+        print(f"wrote {a.images} JPEGs of {a.size} px in {time.perf_counter() - t0:.1f} s")
+        rows = [row for res in a.res for row in bench_res(tmp / "jpegs", tmp, res, a)]
+    print(f"\nimages/s (medians over the windows), batch {a.batch}, uint8 batches in host "
+          f"memory; ratios: median (min-max) of {a.pairs} alternated pairs")
+    head = ("| res | workers | folder | prepared | floor | prepared / floor "
+            "| prepared / folder |")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for r in rows:
-        print(f"| {r['res']} | {r['prepare']:.0f} | {r['folder1']:.0f} | {r[f'folder{w}']:.0f} "
-              f"| {r['prepared1']:.0f} | {r[f'prepared{w}']:.0f} | {r['floor1']:.0f} "
-              f"| {r[f'floor{w}']:.0f} | {r['prepared1'] / r['floor1']:.2f} "
-              f"| {r[f'prepared{w}'] / r[f'floor{w}']:.2f} "
-              f"| {r['prepared1'] / r['folder1']:.0f}x "
-              f"| {r[f'prepared{w}'] / r[f'folder{w}']:.0f}x |")
+        print(f"| {r['res']} | {r['w']} | {r['folder']:.0f} | {r['prepared']:.0f} "
+              f"| {r['floor']:.0f} | {spread_cell(r['vs_floor'], '.2f')} "
+              f"| {spread_cell(r['vs_folder'], '.0f')} |")
+    print(f"end: {load_average()}; {time.perf_counter() - t_start:.0f} s in all")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ Also: under torchrun a config error is said once and every rank exits 2, and bad
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -53,7 +55,8 @@ def inputs(tmp_path_factory) -> dict[str, str]:
     write_images(root / "imgs", 4, size=(16, 16))
     write_images(root / "bombs", 3, size=(16, 16))
     png_header_only(root / "bombs" / "huge.png", 20000, 10000)
-    return {"ckpt": str(run / "checkpoints" / "last.pt"), "afile": str(root / "afile"),
+    return {"ckpt": str(run / "checkpoints" / "last.pt"), "rundir": str(run),
+            "afile": str(root / "afile"),
             "corrupt": str(root / "corrupt.pt"), "text": str(root / "text.pt"),
             "other": str(root / "other.pt"), "adir": str(root / "empty"),
             "imgs": str(root / "imgs"), "bombs": str(root / "bombs")}
@@ -160,6 +163,16 @@ ROWS = [
     ("prepare", "data=digits res=16 out={adir}", "out={adir} exists"),
     ("prepare", "data=digits res=16 out=p overwrite=maybe", "overwrite='maybe'"),
     ("prepare", "res=16 out=p", "data= is required"),
+    # ---- report
+    ("report", "runs={adir}", "runs={adir} holds no run of `ganqp train`"),
+    ("report", "runs=/no/such/dir", "runs=/no/such/dir is not a directory"),
+    ("report", "runs={rundir} out=/proc/report.html", "/proc is not writable"),
+    ("report", "runs={rundir} out={afile}/report.html", "{afile} is a file"),
+    ("report", "runs={rundir} out=report.pdf", "out='report.pdf'"),
+    ("report", "", "runs is required"),
+    # ---- train's logger group (a missing package: tests/test_trackers.py)
+    ("train", "logger=neptune", "logger=neptune is not an option"),
+    ("train", "logger=[csv,neptune]", "logger=neptune is not an option"),
 ]
 
 
@@ -199,7 +212,24 @@ def test_bad_input_is_one_paragraph_exit_2_and_leaves_nothing(cli, inputs, tmp_p
 def test_the_table_holds_at_least_60_rows_over_every_command():
     commands = [(r.values if hasattr(r, "values") else r)[0] for r in ROWS]
     assert len(ROWS) >= 60
-    assert set(commands) == {"train", "sample", "reconstruct", "fid", "prepare"}
+    assert set(commands) == {"train", "sample", "reconstruct", "fid", "prepare", "report"}
+
+
+def test_the_docs_quote_the_tables_row_counts():
+    """README.md and docs/reliability.md give the number of bad inputs: the rows of ROWS,
+    per command too. A row added here without the docs fails this test."""
+    counts = Counter((r.values if hasattr(r, "values") else r)[0] for r in ROWS)
+    readme = (ROOT / "README.md").read_text()
+    assert re.findall(r"(\d+) kinds of bad input", readme) == [str(len(ROWS))]
+    page = " ".join((ROOT / "docs" / "reliability.md").read_text().split())  # lines joined
+    found = re.findall(r"\*\*(\d+) bad inputs refused\*\* \(((?:\d+ [a-z]+(?:, )?)+);", page)
+    assert len(found) == 1, "docs/reliability.md: '**N bad inputs refused** (n train, ...;'"
+    total, per = found[0]
+    assert int(total) == len(ROWS)
+    assert {cmd: int(n) for n, cmd in (part.split() for part in per.split(", "))} == counts
+    cuda_rows = sum(1 for r in ROWS if hasattr(r, "marks") and NO_CUDA in r.marks)
+    assert f"the {cuda_rows} `device=cuda` rows are skipped" in page
+    assert f"with CUDA, where {len(ROWS) - cuda_rows} run" in page
 
 
 def test_a_late_rank_removes_the_directory_hydra_made_for_it(cli, tmp_path, monkeypatch):

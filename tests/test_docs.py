@@ -105,7 +105,7 @@ def test_slug_follows_github() -> None:
 
 def test_pages_exist_and_readme_links_each() -> None:
     names = {"training", "objectives", "encoders", "metrics", "table", "data", "reliability",
-             "performance", "development"}
+             "performance", "development", "report"}
     assert {p.stem for p in PAGES[1:]} >= names
     linked = {Path(t.partition("#")[0]).stem for _, t in links(ROOT / "README.md")
               if t.startswith("docs/")}
@@ -139,14 +139,23 @@ def readme_setup() -> list[list[str]]:
 
 
 def ci_steps() -> list[str]:
-    """The commands .ci/run runs, less the shell's own set-up (set, cd)."""
+    """The commands .ci/run runs, less the shell's own set-up (set, cd) and the system
+    packages it installs when missing (`command -v X || ...`: CI's machine, not the
+    project's install)."""
     steps = []
     for line in (ROOT / ".ci" / "run").read_text().splitlines():
         line = line.split(" #")[0].strip()
-        if not line or line.startswith("#") or line.split()[0] in ("set", "cd"):
+        if not line or line.startswith("#") or line.split()[0] in ("set", "cd", "command"):
             continue
         steps.append(normalise(line))
     return steps
+
+
+def test_ci_installs_the_browser_the_report_test_needs() -> None:
+    """tests/test_report_browser.py fails in CI without chromium, so CI installs it."""
+    run = (ROOT / ".ci" / "run").read_text()
+    assert "command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q " \
+           "chromium)" in run
 
 
 def test_readme_setup_commands_are_what_ci_runs() -> None:
@@ -172,6 +181,7 @@ def test_readme_setup_commands_are_what_ci_runs() -> None:
     ("reconstruct", "docs/encoders.md"),
     ("fid", "docs/metrics.md"),
     ("prepare", "docs/data.md#prepared-data-sets-ganqp-prepare"),
+    ("report", "docs/report.md"),
 ])
 def test_command_help_names_ganqp_and_its_page(cli, command: str, page: str) -> None:
     r = cli(command, "--help")

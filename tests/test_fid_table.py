@@ -1,49 +1,26 @@
-"""scripts/fid_table.py on fake sweeps with known numbers: the table's values, exactly."""
+"""scripts/fid_table.py (a thin entry to ganqp_cli/report's table) on fake sweeps with known
+numbers: the table's values, exactly."""
 
 from __future__ import annotations
 
 import csv
 import importlib.util
-import json
 import statistics
-import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-import yaml
-from PIL import Image
+
+from ganqp_cli.report.runs import find_runs
+from ganqp_cli.report.table import load_paper, summarize
+from ganqp_cli.report.text import markdown
+from tests.report_runs import make_job
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("fid_table", ROOT / "scripts" / "fid_table.py")
 fid_table = importlib.util.module_from_spec(_spec)
-sys.modules["fid_table"] = fid_table  # dataclasses look their module up
 _spec.loader.exec_module(fid_table)
-
-
-def make_job(sweep: Path, objective: str, seed: int, status: str | None,
-             fid: list[tuple[int, float]], rates: list[tuple[int, float]], *, data="digits",
-             res=32, extractor="digits", iters=300, at: int | None = None,
-             extra: tuple[str, ...] = (), more: dict[int, dict] | None = None) -> Path:
-    overrides = ["experiment=digits-table", f"objective={objective}", f"seed={seed}", *extra]
-    job = sweep / ",".join(sorted(o for o in overrides if "/" not in o))  # as Hydra names it
-    (job / ".hydra").mkdir(parents=True)
-    cfg = {"res": res, "seed": seed, "objective": {"name": objective},
-           "data": {"name": data, "root": "${oc.env:GANQP_DATA,data}/x"},
-           "train": {"iters": iters}, "fid": {"extractor": extractor}}
-    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    if status is not None:
-        it = at if at is not None else iters
-        (job / "status.json").write_text(json.dumps(
-            {"status": status, "iter": it, "iters": iters, "time": 0.0}))
-    (job / "fid.jsonl").write_text("".join(
-        json.dumps({"iter": i, "fid": f, "kid": 0.0, "kid_std": 0.0,
-                    **(more or {}).get(i, {}), "n": 100, "extractor": extractor,
-                    "dims": 64}) + "\n" for i, f in fid))
-    (job / "metrics.jsonl").write_text("".join(
-        json.dumps({"iter": i, "d_loss": 0.0, "g_loss": 0.0, "it_per_s": r}) + "\n"
-        for i, r in rates))
-    return job
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 @pytest.fixture
@@ -107,15 +84,21 @@ def test_table_numbers_status_and_paper_columns(sweep, tmp_path, capsys):
     assert "0/1 done; 1 not started (seed 0 at 0/300)" in md
     assert "paper FID (CelebA-HQ 128, Keras Inception)" in md
     assert "domain metric" in md  # digits FID is not comparable with the paper's
-    with Image.open(out / "fid_curves.png") as im:
-        assert im.size[0] > 300 and im.size[1] > 300
+    lines = ET.parse(out / "fid_curves.svg").getroot().iter(f"{SVG}polyline")
+    # one line per job with two FIDs or more (the others are single points)
+    assert sorted(p.get("data-run") for p in lines) == [
+        "experiment=digits-table,objective=gan-qp,seed=0",
+        "experiment=digits-table,objective=gan-qp,seed=1",
+        "experiment=digits-table,objective=wgan-gp,seed=0"]
 
 
-def test_curves_average_seeds_at_each_iteration(sweep):
-    rows = fid_table.summarize(fid_table.find_jobs(sweep), fid_table.load_paper())
+def test_final_fid_and_the_seeds_of_a_row(sweep):
+    rows = summarize(find_runs(sweep))
     wgan = next(r for r in rows if r.objective == "wgan-gp")
-    assert fid_table.curve(wgan) == ([100, 200, 300], [46.0, 48.0, 46.0], [45.0, 48.0, 46.0],
-                                     [47.0, 48.0, 46.0])
+    assert [run.seed for run in wgan.runs] == [0, 1]
+    assert wgan.final_fid.mean == statistics.fmean([46.0, 47.0])
+    assert wgan.final_fid.std == statistics.stdev([46.0, 47.0])
+    assert (wgan.best_fid.n, wgan.final_fid.n) == (2, 2)
 
 
 def test_resolution_picks_the_papers_row_and_variants_are_separate_rows(tmp_path):
@@ -127,18 +110,18 @@ def test_resolution_picks_the_papers_row_and_variants_are_separate_rows(tmp_path
              extra=("objective.opt_d.lr=1e-4",))
     make_job(s, "sgan-sn", 0, "done", [(1000, 28.0)], [(1000, 4.0)], **kw,
              extra=("objective.opt_d.lr=1e-4", "data.root=/elsewhere"))
-    rows = fid_table.summarize(fid_table.find_jobs(s), fid_table.load_paper())
-    got = [(r.variant, r.objective, r.fid_mean, r.rel_time, r.paper["fid"]) for r in rows]
+    rows = summarize(find_runs(s))
+    got = [(r.variant, r.objective, r.best_fid.mean, r.rel_time, r.paper["fid"]) for r in rows]
     assert got == [("", "gan-qp", 25.0, 1.0, 22.7), ("", "sgan-sn", 29.0, 2.0, 27.9),
                    ("objective.opt_d.lr=1e-4", "gan-qp", 24.0, 1.0, 22.7),
                    ("objective.opt_d.lr=1e-4", "sgan-sn", 28.0, 0.25, 27.9)]
-    md = fid_table.markdown(rows)
+    md = markdown(rows)
     assert "paper FID (CelebA-HQ 256, Keras Inception)" in md
     assert "Keras' ImageNet InceptionV3" in md  # marked as a different network
 
 
 def test_paper_numbers_are_the_shared_reference():
-    rows = fid_table.load_paper()
+    rows = load_paper()
     assert [(r["resolution"], r["objective"], r["fid"]) for r in rows] == [
         (128, "gan-qp", 45.0), (128, "gan-qp-l2", 44.7), (128, "wgan-gp", 55.5),
         (128, "wgan-sn", 47.8), (128, "sgan-sn", 44.5), (128, "lsgan-sn", 45.8),
@@ -181,5 +164,4 @@ def test_precision_recall_density_coverage_at_the_best_fid(tmp_path, capsys):
 
 
 def test_no_precision_columns_without_them(sweep, capsys):
-    rows = fid_table.summarize(fid_table.find_jobs(sweep), fid_table.load_paper())
-    assert "precision" not in fid_table.markdown(rows)
+    assert "precision" not in markdown(summarize(find_runs(sweep)))

@@ -19,7 +19,8 @@ from ganqp_cli.data import Digits
 from ganqp_cli.metrics import prdc as P
 from ganqp_cli.metrics import registry as R
 from ganqp_cli.metrics.digits import digits_input
-from ganqp_cli.metrics.extractors import Extractor, make_extractor
+from ganqp_cli.metrics.extractor_base import Extractor
+from ganqp_cli.metrics.extractors import make_extractor
 from ganqp_cli.metrics.inception_score import inception_score
 from ganqp_cli.metrics.reference import stats_key
 from ganqp_cli.metrics.resize import clean_resize
@@ -130,9 +131,18 @@ def pooled(t: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.adaptive_avg_pool2d(t, 1).flatten(1)
 
 
+def relative(ours: torch.Tensor, theirs: torch.Tensor) -> float:
+    """The largest difference relative to the largest value (bench_fid.py's measure)."""
+    return float((ours - theirs).abs().max() / theirs.abs().max())
+
+
 def test_inception_features_and_logits_equal_pytorch_fid_in_one_pass(
         inception_weights: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Equal within float32 rounding (1e-6 of the largest feature), through the folded
+    conv -> BatchNorm -> ReLU units, fused on the CPU and not (the route CUDA takes)."""
     from pytorch_fid.inception import InceptionV3
+
+    from ganqp_cli.metrics.conv_fusion import ConvReLU
     monkeypatch.setenv("TORCH_HOME", str(inception_weights.home))
     g = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (2, 3, 32, 32), generator=g, dtype=torch.uint8)
@@ -142,10 +152,21 @@ def test_inception_features_and_logits_equal_pytorch_fid_in_one_pass(
         f64, pool3 = (pooled(t) for t in theirs(images.float() / 255))
     ours = make_extractor("inception", 64)
     feats, logits = ours.features_and_logits(images)
-    assert torch.allclose(feats, f64, rtol=1e-4, atol=1e-5)
+    assert relative(feats, f64) < 1e-6
     assert logits.shape == (2, 1008)
-    assert torch.allclose(logits, pool3 @ state["fc.weight"].T, rtol=1e-4, atol=1e-5)
+    assert relative(logits, pool3 @ state["fc.weight"].T) < 1e-6
     assert torch.equal(ours(images), feats)
+    units = [m for m in make_extractor("inception").modules() if isinstance(m, ConvReLU)]
+    assert len(units) == 94  # every conv -> BatchNorm -> ReLU of the network
+    fused = units[0].fused
+    try:
+        for unit in units:
+            unit.fused = False
+        assert relative(make_extractor("inception")(images), pool3) < 1e-6
+    finally:
+        for unit in units:
+            unit.fused = fused
+    assert relative(make_extractor("inception")(images), pool3) < 1e-6
     # clean resize: pytorch-fid's network on clean-fid's resized images
     clean = make_extractor("inception", 64, resize="clean")
     plain = InceptionV3([0], resize_input=False).eval()

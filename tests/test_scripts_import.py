@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 SCRIPTS = sorted((Path(__file__).parent.parent / "scripts").glob("*.py"))
+LIBRARIES = {"paired"}  # modules the benchmarks import, not commands
 
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=[p.stem for p in SCRIPTS])
 def test_script_imports(path: Path) -> None:
     names = runpy.run_path(str(path), run_name="imported_by_test")  # main() does not run
-    assert callable(names.get("main")), f"{path.name} has no main()"
+    if path.stem not in LIBRARIES:
+        assert callable(names.get("main")), f"{path.name} has no main()"

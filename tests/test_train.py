@@ -136,7 +136,7 @@ def _grid_tiles(img: np.ndarray, n: int, res: int) -> np.ndarray:
 def test_ema_disabled_and_tensorboard_written(cli, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     run = tmp_path / "run"
-    r = cli("train", *TINY, "train.ema=0", f"hydra.run.dir={run}")
+    r = cli("train", *TINY, "train.ema=0", "logger=tensorboard", f"hydra.run.dir={run}")
     assert r.code == 0, r
     # TensorBoard holds what metrics.jsonl holds, at the same iterations (as float32).
     tb = EventAccumulator(str(run / "tb"))

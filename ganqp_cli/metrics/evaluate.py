@@ -14,7 +14,7 @@ from torch import nn
 
 from ganqp_cli import distributed as dist_
 from ganqp_cli.metrics import registry as R
-from ganqp_cli.metrics.extractors import Extractor
+from ganqp_cli.metrics.extractor_base import Extractor
 from ganqp_cli.metrics.features import Extracted, Source, extract, generator_source
 from ganqp_cli.metrics.stats import Stats
 

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganqp_cli.errors import UserError
-from ganqp_cli.metrics.extractors import Extractor, file_digest, to_rgb
+from ganqp_cli.metrics.conv_fusion import fold_conv_units
+from ganqp_cli.metrics.extractor_base import Extractor, file_digest, to_rgb
 from ganqp_cli.metrics.resize import clean_resize, legacy_resize
 
 INCEPTION_DIMS = (64, 192, 768, 2048)
@@ -107,8 +108,9 @@ def random_inception_weights(path: Path, seed: int = 0) -> Path:
 
 
 class InceptionExtractor(Extractor):
-    """pytorch-fid's InceptionV3 features (faster through channels_last and inference mode,
-    with the same arithmetic) and its 1008 unbiased logits."""
+    """pytorch-fid's InceptionV3 features (faster through channels_last, inference mode and
+    conv -> BatchNorm -> ReLU folded into one convolution, equal within float32 rounding) and
+    its 1008 unbiased logits."""
 
     name = "inception"
     n_classes = 1008
@@ -128,6 +130,7 @@ class InceptionExtractor(Extractor):
                             "pt_inception-2015-12-05-6726825d.pth.") from None
         self.dims = dims
         self.weights_id = f"{path.stem}-{digest}"
+        fold_conv_units(net.eval())
         pool = nn.MaxPool2d(kernel_size=3, stride=2)
         self.stages = nn.ModuleList(nn.Sequential(*s) for s in (
             [net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3, pool],
@@ -139,6 +142,10 @@ class InceptionExtractor(Extractor):
         self.last = INCEPTION_DIMS.index(dims)
         self.eval().requires_grad_(False)
         self.to(memory_format=torch.channels_last)
+
+    @classmethod
+    def weights_file(cls, weights: str | None) -> Path:
+        return Path(weights).expanduser() if weights else hub_weights_file()
 
     @classmethod
     def create(cls, dims: int | None, weights: str | None, resize: str, tf32: bool
@@ -153,13 +160,17 @@ class InceptionExtractor(Extractor):
         state, path, digest = on_main(read)
         return cls(state, path, digest, 2048 if dims is None else dims, resize, tf32)
 
-    def _run(self, images: torch.Tensor, logits: bool
-             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def network_input(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> the network's input: RGB, 299 x 299, in [-1, 1], channels_last."""
         if self.resize == "clean":
             x = to_rgb(clean_resize(images, INCEPTION_RES).to(images.device)).div(255)
         else:
             x = legacy_resize(to_rgb(images).float().div(255), INCEPTION_RES)
-        x = (2 * x - 1).contiguous(memory_format=torch.channels_last)
+        return (2 * x - 1).contiguous(memory_format=torch.channels_last)
+
+    def network(self, x: torch.Tensor, logits: bool
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Features (and logits) of a network input."""
         feats = out = None
         for i, stage in enumerate(self.stages):
             if i > self.last and not logits:
@@ -171,3 +182,7 @@ class InceptionExtractor(Extractor):
             pool3 = F.adaptive_avg_pool2d(x, 1).flatten(1)
             out = pool3 @ self.fc.weight.T
         return feats.float(), out
+
+    def _run(self, images: torch.Tensor, logits: bool
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.network(self.network_input(images), logits)

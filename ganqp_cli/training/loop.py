@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ganqp_cli import checkpoint as ckpt
 from ganqp_cli import distributed as dist_
+from ganqp_cli import trackers
 from ganqp_cli.data import Batches
 from ganqp_cli.errors import RunFailed, UserError
 from ganqp_cli.logger import RunLogger
@@ -79,7 +80,8 @@ def run(cfg: DictConfig, dist: dist_.Dist, device: torch.device, run_dir: Path
     s = Setup(cfg, dist, device)
     seed_all(cfg.seed * 7919 + 1)  # then one random stream, alike on every rank (z, noise)
     start, consumed, extra, found = resume(s, run_dir)
-    log = RunLogger(run_dir, t.iters, start, enabled=dist.is_main)
+    log = RunLogger(run_dir, t.iters, start, enabled=dist.is_main,
+                    trackers=trackers.build(cfg, run_dir, start) if dist.is_main else ())
     batches = Batches(s.data, s.local_batch, cfg.seed, device, dist.rank, dist.world,
                       t.workers, start_batch=consumed,  # warnings: stderr
                       memory_format=s.memory_format)
