@@ -5,6 +5,8 @@ test)."""
 
 from __future__ import annotations
 
+import importlib.resources
+
 import numpy as np
 import pytest
 import torch
@@ -183,3 +185,22 @@ def test_inductor_compiles_the_default_networks_on_the_cpu(cli, tmp_path):
     r = cli("sample", f"ckpt={tmp_path / 'run' / 'checkpoints' / 'last.pt'}", "n=4",
             f"out={tmp_path / 'grid.png'}")
     assert r.code == 0, r
+
+
+OBJECTIVES = sorted(p.name[:-5] for p in
+                    (importlib.resources.files("ganqp_cli.conf") / "objective").iterdir()
+                    if p.name.endswith(".yaml"))
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("name", OBJECTIVES)
+def test_every_objective_trains_compiled(cli, tmp_path, aot_eager, name):
+    """train.compile=true through Dynamo and AOTAutograd for every objective: what a GPU
+    run does by default (train.compile=auto), less inductor's code generation."""
+    extra = ["objective.hidden=32"] if name == "bigan-qp" else []
+    r = cli("train", *BASE, "train.iters=2", "train.compile=true", f"objective={name}",
+            *extra, f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.code == 0, r
+    assert any(x.startswith("train.compile:") for x in r.out.splitlines()), r.out
+    rows = read_metrics(tmp_path / "run")
+    assert len(rows) == 2 and all(v is not None for row in rows for v in row.values()), rows
