@@ -172,7 +172,7 @@ def check_dist(a: argparse.Namespace, work: Path) -> None:
                           / flat(one[k]).norm().clamp_min(1e-30)) for k in one)
         row("2 ranks, 1 GPU (gloo)", case,
             f"gradients against 1 process: relative difference {worst:.1e}; ranks "
-            f"identical after {gpu_dist.ITERS[a.dev] + 2} iterations; "
+            f"identical after {gpu_dist.ITERS[torch.device(a.dev).type] + 2} iterations; "
             f"{got['s_per_it'] * 1e3:.1f} ms/iteration",
             worst < 1e-3, max_rel_grad_diff=worst, s_per_it=got["s_per_it"])
 
@@ -305,7 +305,9 @@ def parse() -> argparse.Namespace:
     if not smoke and not torch.cuda.is_available():
         raise SystemExit("gpu_check: no CUDA device here; use --cpu-smoke for the reduced "
                          "CPU run.")
-    a.device = a.dev = "cpu" if smoke else "cuda"
+    # a.device: the config's `device=`; a.dev: a torch device with its index (what
+    # torch.cuda.set_device wants: the loop's device_for gives one too)
+    a.device, a.dev = ("cpu", "cpu") if smoke else ("cuda", "cuda:0")
     a.objectives = a.objectives or ("gan-qp,wgan-gp" if smoke else "all")
     a.res, a.iters, a.fid_n = (16, 2, 64) if smoke else (64, 20, 1000)
     a.speed_res = [16] if smoke else [128, 256]

@@ -280,7 +280,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cpu-smoke", action="store_true")
     args = p.parse_args()
-    a = argparse.Namespace(dev="cpu" if args.cpu_smoke else "cuda", device="cpu"
+    a = argparse.Namespace(dev="cpu" if args.cpu_smoke else "cuda:0", device="cpu"
                            if args.cpu_smoke else "cuda", width=0.125 if args.cpu_smoke else 1.0,
                            batch=4 if args.cpu_smoke else 64, warmup=2, timed=2 if
                            args.cpu_smoke else 30, data_workers=2, data_iters=4)
