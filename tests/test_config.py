@@ -165,7 +165,7 @@ def test_objective_recipe_lives_under_objective_and_arch_follows_it():
     assert composed("objective=sgan-sn").arch.sn is True
     assert composed("objective=sgan-sn", "arch.sn=false").arch.sn is False
     digits, folder = composed(), composed("data=celebahq")
-    assert (digits.res, digits.arch.width, digits.train.iters) == (16, 0.25, 3000)
+    assert (digits.res, digits.arch.width, digits.train.iters) == (16, 0.25, 2500)
     assert (digits.train.threads, folder.train.threads) == (1, 0)
     assert (folder.res, folder.arch.width, folder.train.iters) == (128, 1.0, 100000)
     assert composed("res=64").res == 64

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-# The default command, shortened: the digits preset (16 px, width 0.25, batch 32, 1 thread)
+# The default command, shortened: the digits preset (16 px, width 0.25, batch 32, 1 thread; 2,500 iterations)
 # for 6 iterations, a grid at 3 and at 6.
 SHORT = ["train.iters=6", "train.sample_every=3", "train.ckpt_every=3", "train.log_every=3"]
 
