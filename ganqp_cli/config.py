@@ -6,6 +6,8 @@ the key. Checking user values is ganqp_cli.validation's job (before any work sta
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from typing import Any
 
 from hydra.errors import InstantiationException
@@ -65,10 +67,27 @@ def make(node: DictConfig, key: str, **kwargs: Any) -> Any:
         raise
 
 
-def make_optimizer(node: DictConfig, key: str, params: list) -> Any:
+def make_optimizer(node: DictConfig, key: str, params: list, device: Any = None) -> Any:
     """An optimiser from its node; `betas=[0,0.9]` as typed on a command line is accepted
-    (torch wants floats, Hydra parses 0 as an int)."""
+    (torch wants floats, Hydra parses 0 as an int). On CUDA, an optimiser class that takes
+    `fused` (Adam, AdamW, SGD, ...) gets `fused=True`: one kernel per step instead of one
+    per parameter and operation, and no host sync under a fused GradScaler. A node that sets
+    `fused` or `foreach` itself keeps its choice; the class stays the node's `_target_`."""
     spec = OmegaConf.to_container(node, resolve=True)
     if isinstance(spec.get("betas"), list | tuple):
         spec["betas"] = [float(b) for b in spec["betas"]]
+    if fuses(spec, device):
+        spec["fused"] = True
     return make(OmegaConf.create(spec), key, params=params)
+
+
+def fuses(spec: dict[str, Any], device: Any) -> bool:
+    """Whether the optimiser of `spec` gets `fused=True` on `device` (make_optimizer)."""
+    if getattr(device, "type", device) != "cuda" or "fused" in spec or spec.get("foreach"):
+        return False
+    module, _, name = str(spec.get("_target_", "")).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+        return "fused" in inspect.signature(cls).parameters
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return False  # validation names a bad _target_; here it simply stays unfused

@@ -19,6 +19,7 @@ from ganqp_cli.data import validate_data
 from ganqp_cli.networks import validate_arch
 from ganqp_cli.objectives import validate_objective
 from ganqp_cli.regularizers import validate_reg
+from ganqp_cli.training import compiling
 
 OPTIMISER_EXAMPLE = "an optimiser node such as {_target_: torch.optim.Adam, lr: 2e-4}"
 # The most images one grid holds: a grid is one PNG, drawn in memory (more: format=folder).
@@ -65,6 +66,8 @@ def _train_keys(t: DictConfig, world: int) -> None:
     c.number("train.ema", t.ema, 0, 1, high_open=True,
              note=": a decay in [0, 1) (0 turns the EMA generator off)")
     c.choice("train.amp", amp_mode(t.amp), AMP_MODES)
+    for key in ("compile", "channels_last"):
+        c.choice(f"train.{key}", compiling.setting(t[key]), compiling.MODES)
     for key in ("sample_ema", "tf32", "deterministic"):
         c.boolean(f"train.{key}", t[key])
     c.whole("train.dist_timeout_s", t.dist_timeout_s, 1,

@@ -36,7 +36,7 @@ def test_contract_options_exist():
 def test_defaults_are_the_offline_digits_run():
     cfg = composed()
     assert cfg.data.name == "digits" and cfg.objective.name == "gan-qp"
-    assert cfg.arch.name == "gan-qp" and cfg.res == 32
+    assert cfg.arch.name == "gan-qp" and cfg.res == 16
     validate(cfg)
 
 
@@ -165,6 +165,7 @@ def test_objective_recipe_lives_under_objective_and_arch_follows_it():
     assert composed("objective=sgan-sn").arch.sn is True
     assert composed("objective=sgan-sn", "arch.sn=false").arch.sn is False
     digits, folder = composed(), composed("data=celebahq")
-    assert (digits.res, digits.arch.width, digits.train.iters) == (32, 0.25, 3000)
+    assert (digits.res, digits.arch.width, digits.train.iters) == (16, 0.25, 2500)
+    assert (digits.train.threads, folder.train.threads) == (1, 0)
     assert (folder.res, folder.arch.width, folder.train.iters) == (128, 1.0, 100000)
     assert composed("res=64").res == 64

@@ -112,10 +112,12 @@ class Batches:
     def __init__(self, data: DataSet, local_batch: int, seed: int, device: torch.device,
                  rank: int = 0, world: int = 1, workers: int = 4, start_batch: int = 0,
                  log: Callable[[str], None] | None = None,
-                 resident_bytes: int = DEVICE_RESIDENT_BYTES, labels: bool = False) -> None:
+                 resident_bytes: int = DEVICE_RESIDENT_BYTES, labels: bool = False,
+                 memory_format: torch.memory_format | None = None) -> None:
         self.data, self.device, self.consumed, self.b = data, device, start_batch, local_batch
         self.labels: torch.Tensor | None = None
         self.with_labels = labels
+        self.memory_format = memory_format  # train.channels_last (training.compiling)
         self.hflip = bool(data.hflip)
         self.sampler = StreamSampler(len(data), local_batch, seed, rank, world, self.hflip,
                                      start_batch)
@@ -230,7 +232,8 @@ class Batches:
         return self
 
     def __next__(self) -> torch.Tensor:
-        return self.data.to_model(self.next_raw())
+        x = self.data.to_model(self.next_raw())
+        return x if self.memory_format is None else x.contiguous(memory_format=self.memory_format)
 
     def pop_stats(self) -> dict[str, float]:
         """Counters since the last call, for metrics.jsonl: {"data_skipped": unreadable

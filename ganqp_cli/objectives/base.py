@@ -45,6 +45,9 @@ class Objective:
     # logits); None when they depend on score differences only (WGAN, GAN-QP), where the
     # fakes' mean score is the reference (ADA's overfitting heuristic uses it).
     score_threshold: float | None = None
+    # True when the critic loss differentiates the critic twice (a gradient penalty's
+    # double backward): train.compile then leaves the critic uncompiled.
+    differentiates_critic_twice = False
 
     def __init__(self, name: str) -> None:
         self.name = name

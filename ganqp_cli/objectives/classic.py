@@ -100,6 +100,7 @@ class WGANGP(WGAN):
 
     KEYS = {"gp": NON_NEGATIVE, "center": NON_NEGATIVE}
     penalty_key = "gp"
+    differentiates_critic_twice = True
 
     def __init__(self, name: str = "wgan-gp", gp: float = 10.0, center: float = 1.0) -> None:
         super().__init__(name, clip=None)

@@ -41,7 +41,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     device = dist_.device_for(str(cfg.device), dist)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     lock = lock_run_dir(run_dir, dist)
-    try:
+    threads = torch.get_num_threads()  # train.threads is this run's: the next run of a
+    try:  # process (a sweep's jobs in one process) starts from the process's own count
         return run(cfg, dist, device, run_dir)
     except UserError:
         if lock is not None:  # refused before training: leave no lock file behind
@@ -49,6 +50,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             lock = None
         raise
     finally:
+        torch.set_num_threads(threads)
         if lock is not None:
             lock.release()
 
@@ -83,9 +85,11 @@ def run(cfg: DictConfig, dist: dist_.Dist, device: torch.device, run_dir: Path
                     trackers=trackers.build(cfg, run_dir, start) if dist.is_main else ())
     batches = Batches(s.data, s.local_batch, cfg.seed, device, dist.rank, dist.world,
                       t.workers, start_batch=consumed,  # warnings: stderr
-                      labels=s.classes is not None)
+                      labels=s.classes is not None, memory_format=s.memory_format)
     fid = FidMonitor.create(cfg, s.data, device, run_dir, extra, start)
     log.info(banner(s, run_dir, found, start))
+    for note in s.notes:  # train.compile's choice
+        log.info(note)
     plan, guard = phases(s), Guard(int(t.nan_patience))
     periodic = Periodic(s, run_dir, log, batches, fid, extra, guard)
 

@@ -22,6 +22,7 @@ from ganqp_cli.generate import choose
 from ganqp_cli.networks import ConditionalArch
 from ganqp_cli.objectives import Models, Objective
 from ganqp_cli.regularizers import build_regularizers
+from ganqp_cli.training import compiling
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -40,6 +41,11 @@ def resolve_amp(mode: str, device: torch.device) -> str:
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return "bf16"
     return "off"
+
+
+def layout(fmt: torch.memory_format | None) -> dict[str, torch.memory_format]:
+    """`memory_format=` for Module.to / Tensor.to when a layout is set, else nothing."""
+    return {} if fmt is None else {"memory_format": fmt}
 
 
 def params_of(modules: list[nn.Module]) -> list[nn.Parameter]:
@@ -68,7 +74,11 @@ class Setup:
         models = self.objective.build(arch, tuple(self.data.shape))
         if cfg.arch.get("sync_bn", False):  # the networks stay free of distributed code
             models = syncbn.convert(models, device.type)
-        self.models: Models = models.to(device)
+        # train.channels_last (auto: on CUDA): conv weights, and the batches (Batches), in
+        # NHWC; the EMA copy below inherits the layout
+        self.memory_format = compiling.memory_format(cfg.train.channels_last, device,
+                                                     tuple(self.data.shape))
+        self.models: Models = models.to(device, **layout(self.memory_format))
         dist_.broadcast_module([self.models])  # identical start on every rank
         self.z_dim: int = self.models.G.z_dim
         self.ema = copy.deepcopy(self.models.G).eval().requires_grad_(False)
@@ -76,8 +86,8 @@ class Setup:
         self.g_mods = self.objective.generator_modules(self.models)
         self.d_params, self.g_params = params_of(self.d_mods), params_of(self.g_mods)
         obj = cfg.objective
-        self.opt_d = make_optimizer(obj.opt_d, "objective.opt_d", self.d_params)
-        self.opt_g = make_optimizer(obj.opt_g, "objective.opt_g", self.g_params)
+        self.opt_d = make_optimizer(obj.opt_d, "objective.opt_d", self.d_params, device)
+        self.opt_g = make_optimizer(obj.opt_g, "objective.opt_g", self.g_params, device)
         amp = resolve_amp(amp_mode(cfg.train.amp), device)
         self.amp = amp
         self.amp_dtype = AMP_DTYPES.get(amp)
@@ -90,6 +100,20 @@ class Setup:
         self.aug = augment.build_augment(cfg.aug)
         self.aug.attach(self.models, self.objective, tuple(self.data.shape))
         self.reg = build_regularizers(cfg.reg)
+        self.notes: list[str] = []  # lines for the run's log
+        if compiling.wanted(cfg.train.compile, device):
+            self.notes.append(self._compile())
+
+    def _compile(self) -> str:
+        """train.compile: after the EMA copy (never compiled: it only samples) and the
+        augmentation's hooks (they stay outside the compiled code)."""
+        if not torch._dynamo.is_dynamo_supported():
+            return ("train.compile: not compiled: torch.compile does not support this "
+                    "Python or platform")
+        why = compiling.why_not_critic(self.objective, self.reg,
+                                       bool(self.cfg.arch.get("sync_bn", False)),
+                                       self.dist.world)
+        return compiling.compile_networks(self.g_mods, self.d_mods, why)
 
     @property
     def keeps_ema(self) -> bool:
