@@ -16,9 +16,10 @@ from ganqp_cli.networks.common import (
 from ganqp_cli.networks.critics import JointCritic, PairCritic
 from ganqp_cli.networks.dcgan import DCGANArch, QPArch
 from ganqp_cli.networks.mlp import MLPArch
+from ganqp_cli.networks.r3gan import R3GANArch
 from ganqp_cli.networks.resnet import ResNetArch
 from ganqp_cli.networks.validation import validate_arch
 
 __all__ = ["DCGANArch", "Generator", "JointCritic", "MLPArch", "PairCritic", "QPArch",
-           "ResNetArch", "Reshape", "Shape", "image_modules", "spectral_normalise",
+           "R3GANArch", "ResNetArch", "Reshape", "Shape", "image_modules", "spectral_normalise",
            "validate_arch"]
