@@ -14,22 +14,31 @@ from torch import nn
 
 from ganqp_cli import distributed as dist_
 from ganqp_cli.metrics import registry as R
-from ganqp_cli.metrics.extractors import Extractor
+from ganqp_cli.metrics.extractors import Extractor, extractor_for
 from ganqp_cli.metrics.features import Extracted, Source, extract, generator_source
 from ganqp_cli.metrics.stats import Stats
+
+
+def extractor_of(fc: Any, metrics: list[R.Metric], device: torch.device | str) -> Extractor:
+    """The fid.* extractor, or none at all when no selected metric needs features."""
+    if R.needs_features(metrics):
+        return extractor_for(fc, device)
+    from ganqp_cli.metrics.modes import no_features
+    return no_features().to(device)
 
 
 def score(got: Extracted, ref: Stats | None, fc: Any, metrics: list[R.Metric],
           device: torch.device | None) -> dict[str, Any]:
     """The selected metrics of one set of generated features against the reference."""
-    inp = R.Inputs(Stats.of(got.features), ref, got.logits, fc, device)
+    inp = R.Inputs(Stats.of(got.features), ref, got.logits, fc, device, extras=got.extras)
     return R.compute(metrics, inp)
 
 
 def score_source(src: Source, ref: Stats | None, extractor: Extractor, fc: Any,
                  metrics: list[R.Metric], device: torch.device | None) -> dict[str, Any] | None:
     """Extract (a collective) and score (rank 0; None on the other ranks)."""
-    got = extract(src, extractor, int(fc.batch), int(fc.workers), R.needs_logits(metrics))
+    got = extract(src, extractor, int(fc.batch), int(fc.workers), R.needs_logits(metrics),
+                  R.probes(metrics, next(extractor.parameters()).device))
     result = score(got, ref, fc, metrics, device) if dist_.current().is_main else None
     if result is not None:
         result["n"] = int(got.features.shape[0])

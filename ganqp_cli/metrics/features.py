@@ -87,6 +87,7 @@ class Extracted:
 
     features: np.ndarray
     logits: np.ndarray | None = None
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # the probes' outputs
 
 
 def shard(n: int, rank: int, world: int) -> tuple[int, int]:
@@ -121,21 +122,30 @@ def _batches(src: Source, lo: int, hi: int, batch: int, workers: int
 
 
 def extract(src: Source, extractor: Extractor, batch: int = 100, workers: int = 4,
-            logits: bool = False) -> Extracted:
-    """Features (and logits) of every image of `src`, in order, on every rank."""
+            logits: bool = False,
+            probes: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], int]] | None = None
+            ) -> Extracted:
+    """Features (and logits, and the `probes`' outputs) of every image of `src`, in order,
+    on every rank."""
     d = dist_.current()
     lo, hi = shard(src.n, d.rank, d.world)
     device = next(extractor.parameters()).device
+    probes = probes or {}
     feats, outs = [], []
+    extra: dict[str, list[torch.Tensor]] = {k: [] for k in probes}
     for x in _batches(src, lo, hi, batch, workers):
-        f, o = extractor.run(x.to(device, non_blocking=True), logits)
+        x = x.to(device, non_blocking=True)
+        f, o = extractor.run(x, logits)
         feats.append(f.float())
         if o is not None:
             outs.append(o.float())
+        for k, (fn, _) in probes.items():
+            extra[k].append(fn(x).float())
 
     def gathered(parts: list[torch.Tensor], width: int) -> np.ndarray:
         local = torch.cat(parts) if parts else torch.zeros(0, width, device=device)
         return dist_.all_gather_rows(local).cpu().numpy()
 
     return Extracted(gathered(feats, extractor.dims),
-                     gathered(outs, extractor.n_classes) if logits else None)
+                     gathered(outs, extractor.n_classes) if logits else None,
+                     {k: gathered(v, probes[k][1]) for k, v in extra.items()})

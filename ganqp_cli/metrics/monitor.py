@@ -25,8 +25,7 @@ from torch import nn
 
 from ganqp_cli import distributed as dist_
 from ganqp_cli.metrics import registry as R
-from ganqp_cli.metrics.evaluate import score_generator, summarize
-from ganqp_cli.metrics.extractors import extractor_for
+from ganqp_cli.metrics.evaluate import extractor_of, score_generator, summarize
 from ganqp_cli.metrics.features import dataset_source
 from ganqp_cli.metrics.reference import reference_stats
 from ganqp_cli.metrics.validate import validate_fid_train
@@ -41,9 +40,11 @@ class FidMonitor:
         self.device, self.extra, self.improved = device, extra, False
         self.metrics = R.selected(self.fc.metrics)
         self.best_key = str(self.fc.best)
-        self.extractor = extractor_for(self.fc, device)
-        self.ref, _ = reference_stats(dataset_source(data, self.fc.ref_n), self.extractor,
-                                      self.fc, cache=bool(self.fc.cache))
+        self.extractor = extractor_of(self.fc, self.metrics, device)
+        self.ref = None  # no reference when no selected metric needs one (modes)
+        if R.needs_reference(self.metrics):
+            self.ref, _ = reference_stats(dataset_source(data, self.fc.ref_n), self.extractor,
+                                          self.fc, cache=bool(self.fc.cache))
         self.path = run_dir / "fid.jsonl"
         if dist_.current().is_main and self.path.is_file():  # resumed: drop rows to be redone
             rows = [r for r in self.path.read_text().splitlines()

@@ -6,6 +6,7 @@ the reference side (features, statistics, logits) and returns named numbers.
     pr   improved precision and recall (k=pr_k) precision, recall         higher is better
     dc   density and coverage (k=dc_k)         density, coverage          higher is better
     is   Inception Score (is_splits splits)    inception_score, _std      higher is better
+    modes  modes of stacked digits covered     modes (higher), modes_kl (lower), no reference
 
 `ganqp fid` and FID during training both go through `compute`. Metrics that need the
 reference's features (kid, pr, dc) give None against a bare pytorch-fid .npz (mu, sigma).
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ganqp_cli.metrics import modes as modes_
 from ganqp_cli.metrics.frechet import frechet_distance
 from ganqp_cli.metrics.inception_score import inception_score
 from ganqp_cli.metrics.kid import kid
@@ -41,6 +43,7 @@ class Inputs:
     fc: Any
     device: torch.device | None = None
     memo: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # the probes' outputs
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,10 @@ class Metric:
     needs_logits: bool = False
     needs_ref_features: bool = False
     needs_ref: bool = True
+    needs_features: bool = True  # the extractor's features (False: no network is loaded)
+    # (function, width) run on every batch of generated images, given the device; its
+    # outputs reach `compute` as Inputs.extras[name] (n, width).
+    probe: Callable[[Any], tuple[Callable[[torch.Tensor], torch.Tensor], int]] | None = None
 
 
 def _fid(inp: Inputs) -> dict[str, Any]:
@@ -118,6 +125,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            lambda r: f"IS {_num(r['inception_score'], '.4f')} ± "
                      f"{_num(r['inception_score_std'], '.2g')} ({r['is_splits']} splits)",
            needs_logits=True, needs_ref=False),
+    Metric("modes", {"modes": HIGHER, "modes_kl": LOWER}, ("modes_n",), modes_.compute,
+           modes_.text, needs_ref=False, needs_features=False, probe=modes_.probe),
 )}
 
 # Every logged number that has a direction: what fid.best may name.
@@ -139,6 +148,15 @@ def needs_logits(metrics: list[Metric]) -> bool:
 
 def needs_reference(metrics: list[Metric]) -> bool:
     return any(m.needs_ref for m in metrics)
+
+
+def needs_features(metrics: list[Metric]) -> bool:
+    return any(m.needs_features for m in metrics)
+
+
+def probes(metrics: list[Metric], device: Any) -> dict[str, tuple[Callable, int]]:
+    """The per-batch functions of the selected metrics, by metric name."""
+    return {m.name: m.probe(device) for m in metrics if m.probe is not None}
 
 
 def compute(metrics: list[Metric], inp: Inputs) -> dict[str, Any]:

@@ -130,6 +130,9 @@ def validate_fid_train(cfg: Any) -> None:
     n = C.whole("train.fid_n", t.fid_n, 2,
                 note=" (generated samples per evaluation; 10000 is the standard)")
     _check_sample_count("train.fid_n", n, cfg.fid)
+    if "modes" in metric_names(cfg.fid.metrics):
+        from ganqp_cli.metrics.modes import check_fits
+        check_fits(str(cfg.data.get("name")), "fid.metrics")
     logged = [k for m in selected(cfg.fid.metrics) for k, d in m.keys.items() if d]
     C.choice("fid.best", cfg.fid.best, logged,
              " (the number best.pt is kept by: one that fid.metrics="
