@@ -19,7 +19,8 @@ from ganqp_cli.data import Digits
 from ganqp_cli.metrics import prdc as P
 from ganqp_cli.metrics import registry as R
 from ganqp_cli.metrics.digits import digits_input
-from ganqp_cli.metrics.extractors import Extractor, make_extractor
+from ganqp_cli.metrics.extractor_base import Extractor
+from ganqp_cli.metrics.extractors import make_extractor
 from ganqp_cli.metrics.inception_score import inception_score
 from ganqp_cli.metrics.reference import stats_key
 from ganqp_cli.metrics.resize import clean_resize

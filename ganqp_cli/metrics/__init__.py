@@ -5,8 +5,10 @@
                      the metrics themselves, on NumPy arrays
     registry         the named metrics `fid.metrics` selects, their keys and directions
     resize           legacy (pytorch-fid) and clean (clean-fid) resizing
-    extractors, inception, digits
-                     feature (and logit) extractors
+    extractor_base   the Extractor interface and its helpers (imports no other module here)
+    inception, digits
+                     the feature (and logit) extractors, on extractor_base
+    extractors       the factory: fid.extractor -> an extractor (imports both)
     features         image sources and sharded extraction
     reference        cached reference statistics (rank 0 reads and writes the cache)
     evaluate         one generator or folder scored with the selected metrics, repeats

@@ -12,7 +12,7 @@ from ganqp_cli.data import is_image_shape
 from ganqp_cli.errors import UserError
 from ganqp_cli.metrics import registry as R
 from ganqp_cli.metrics.evaluate import extractor_of, score_generator, score_source, summarize
-from ganqp_cli.metrics.extractors import Extractor
+from ganqp_cli.metrics.extractor_base import Extractor
 from ganqp_cli.metrics.features import Source, dataset_source, folder_source
 from ganqp_cli.metrics.reference import check_ref_meta, reference_stats, stats_of
 from ganqp_cli.metrics.stats import Stats

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganqp_cli.errors import UserError
-from ganqp_cli.metrics.extractors import Extractor, cache_dir, file_digest
+from ganqp_cli.metrics.extractor_base import Extractor, cache_dir, file_digest
 from ganqp_cli.metrics.resize import clean_resize
 
 DIGITS_VERSION = 1
@@ -150,6 +150,11 @@ class DigitsExtractor(Extractor):
         self.accuracy, self.scale = float(blob["heldout_accuracy"]), float(blob["feature_scale"])
         self.weights_id = f"digits-v{DIGITS_VERSION}-{digest}"
         self.eval().requires_grad_(False)
+
+    @classmethod
+    def weights_file(cls, weights: str | None) -> Path:
+        """The classifier file (trained and cached here if missing: call it on rank 0)."""
+        return digits_classifier_file(weights)
 
     @classmethod
     def create(cls, dims: int | None, weights: str | None, resize: str, tf32: bool

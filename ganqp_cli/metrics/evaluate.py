@@ -14,7 +14,8 @@ from torch import nn
 
 from ganqp_cli import distributed as dist_
 from ganqp_cli.metrics import registry as R
-from ganqp_cli.metrics.extractors import Extractor, extractor_for
+from ganqp_cli.metrics.extractor_base import Extractor
+from ganqp_cli.metrics.extractors import extractor_for
 from ganqp_cli.metrics.features import Extracted, Source, extract, generator_source
 from ganqp_cli.metrics.stats import Stats
 

@@ -22,7 +22,7 @@ from ganqp_cli import distributed as dist_
 from ganqp_cli.data import list_images
 from ganqp_cli.errors import UserError
 from ganqp_cli.generate import generate
-from ganqp_cli.metrics.extractors import Extractor
+from ganqp_cli.metrics.extractor_base import Extractor
 
 # ---- image sources: n images, each loadable alone, or made a batch at a time --------------
 

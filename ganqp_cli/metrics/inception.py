@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganqp_cli.errors import UserError
-from ganqp_cli.metrics.extractors import Extractor, file_digest, to_rgb
+from ganqp_cli.metrics.extractor_base import Extractor, file_digest, to_rgb
 from ganqp_cli.metrics.resize import clean_resize, legacy_resize
 
 INCEPTION_DIMS = (64, 192, 768, 2048)
@@ -139,6 +139,10 @@ class InceptionExtractor(Extractor):
         self.last = INCEPTION_DIMS.index(dims)
         self.eval().requires_grad_(False)
         self.to(memory_format=torch.channels_last)
+
+    @classmethod
+    def weights_file(cls, weights: str | None) -> Path:
+        return Path(weights).expanduser() if weights else hub_weights_file()
 
     @classmethod
     def create(cls, dims: int | None, weights: str | None, resize: str, tf32: bool

@@ -93,7 +93,7 @@ def text(r: dict[str, Any]) -> str:
 def no_features() -> Any:
     """The extractor of an evaluation whose metrics need no features (`modes` alone): no
     network to load (no Inception weights), zero-width features."""
-    from ganqp_cli.metrics.extractors import Extractor
+    from ganqp_cli.metrics.extractor_base import Extractor
 
     class NoFeatures(Extractor):
         name, dims, n_classes, weights_id = "none", 0, 0, "none"

@@ -14,7 +14,7 @@ from typing import Any
 
 from ganqp_cli import distributed as dist_
 from ganqp_cli.errors import UserError
-from ganqp_cli.metrics.extractors import Extractor, cache_dir
+from ganqp_cli.metrics.extractor_base import Extractor, cache_dir
 from ganqp_cli.metrics.features import Source, extract
 from ganqp_cli.metrics.ranks import on_main
 from ganqp_cli.metrics.stats import Stats
