@@ -115,7 +115,7 @@ def _arch_keys(arch: DictConfig) -> None:
 
 # Checks that parts of the package contribute for their own keys, as "module:function"
 # taking the whole config; a part that is not installed simply has none.
-CONTRIBUTED: tuple[str, ...] = ()
+CONTRIBUTED: tuple[str, ...] = ("ganqp_cli.schedules:validate_schedule",)
 
 
 def _contributed(cfg: DictConfig) -> None:

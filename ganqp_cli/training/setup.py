@@ -20,6 +20,7 @@ from ganqp_cli.config import amp_mode, make, make_optimizer
 from ganqp_cli.generate import choose
 from ganqp_cli.objectives import Models, Objective
 from ganqp_cli.regularizers import build_regularizers
+from ganqp_cli.schedules import Schedule
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -83,6 +84,7 @@ class Setup:
         self.aug = augment.build_augment(cfg.aug)
         self.aug.attach(self.models, self.objective, tuple(self.data.shape))
         self.reg = build_regularizers(cfg.reg)
+        self.schedule = Schedule(cfg, self)  # schedule.*: sets the above before each iteration
 
     @property
     def keeps_ema(self) -> bool:
@@ -118,6 +120,7 @@ class Setup:
             "scaler_d": self.scaler_d.state_dict(), "scaler_g": self.scaler_g.state_dict(),
             "rng": rngs, "data": {"consumed": consumed}, "extra": extra,
             "aug": self.aug.state_dict(), "reg": self.reg.state_dict(),
+            "schedule": self.schedule.state_dict(it),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -127,6 +130,7 @@ class Setup:
         load_optimizer(self.opt_g, state["opt_g"])
         self.aug.load_state_dict(state.get("aug", {}))  # older checkpoints have neither
         self.reg.load_state_dict(state.get("reg", {}))
+        self.schedule.load_state_dict(state.get("schedule", {}))
         self.scaler_d.load_state_dict(state["scaler_d"])
         self.scaler_g.load_state_dict(state["scaler_g"])
         # Every rank draws alike (z and noise for the global batch, sliced per rank), so
