@@ -129,3 +129,41 @@ def test_modes_on_data_that_are_not_stacked_digits_is_refused(cli, tmp_path):
     r = cli("fid", f"ckpt={run / 'checkpoints' / 'last.pt'}", "fid.metrics=[modes]", "n=10",
             f"out={tmp_path / 'x.json'}")
     assert r.code == 2 and "this run's data is digits" in r.msg and "Traceback" not in r.err
+
+
+def test_modes_table_at_equal_iterations_and_equal_time(tmp_path):
+    """scripts/modes_table.py on a hand-written sweep: rows by overrides less the seed, means
+    over seeds, and the equal-time column picking each job's last evaluation in budget."""
+    import importlib.util
+    import sys
+    spec = importlib.util.spec_from_file_location(
+        "modes_table", Path(__file__).resolve().parents[1] / "scripts" / "modes_table.py")
+    mt = importlib.util.module_from_spec(spec)
+    sys.modules["modes_table"] = mt  # its dataclass looks its module up
+    spec.loader.exec_module(mt)
+
+    def job(name: str, overrides: list[str], it_per_s: float, modes: list[int]) -> None:
+        d = tmp_path / name
+        (d / ".hydra").mkdir(parents=True)
+        (d / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+        (d / "metrics.jsonl").write_text("".join(
+            json.dumps({"iter": i, "it_per_s": it_per_s}) + "\n" for i in (100, 200, 300, 400)))
+        (d / "fid.jsonl").write_text("".join(
+            json.dumps({"iter": 200 * (k + 1), "modes": m, "modes_kl": 1.0 / m}) + "\n"
+            for k, m in enumerate(modes)) + '{"iter": 6')  # a truncated last line
+        (d / "status.json").write_text('{"status": "done"}')
+
+    job("a0", ["objective=gan-qp", "seed=0"], 10.0, [100, 300])  # 40 s for 400 iterations
+    job("a1", ["objective=gan-qp", "seed=1"], 10.0, [200, 500])
+    job("b0", ["objective=wgan-gp", "seed=0"], 2.0, [600, 900])  # 200 s
+    text = mt.table([mt.load_job(tmp_path / n) for n in ("a0", "a1", "b0")], None)
+    assert "Equal iterations: 400. Equal time: 40 s" in text
+    a = next(line for line in text.splitlines() if line.startswith("| objective=gan-qp"))
+    b = next(line for line in text.splitlines() if line.startswith("| objective=wgan-gp"))
+    # gan-qp: 300 and 500 at 400 iterations (mean 400 ± 141), all within 40 s
+    assert "| 2 (2 done) | 400 ± 141 |" in a and "| 0.100 | 400 ± 141 |" in a
+    # wgan-gp: 900 at 400 iterations; in 40 s (0.5 s/iteration) it reaches 80 iterations, so
+    # no evaluation yet ("-"); with 100 s it reaches its iteration-200 evaluation
+    assert "| 1 (1 done) | 900 |" in b and b.endswith("| - | - | - |")
+    assert mt.table([mt.load_job(tmp_path / "b0")], 100.0).splitlines()[4].endswith(
+        "| 600 | 0.00 | 200 |")

@@ -1,0 +1,148 @@
+"""The mode-coverage table of a sweep on `data=stacked-digits` (experiment=modes-table): modes
+and KL(p || uniform) of each configuration over its seeds, at equal iterations and at equal
+training time, with the published Stacked MNIST figures beside it.
+
+Reads each job directory's `fid.jsonl` (the `modes` evaluations), `metrics.jsonl` (training
+time: each logged window's iterations over its it_per_s, evaluations excluded) and
+`.hydra/overrides.yaml`; jobs whose overrides differ only in `seed` form a row.
+
+- equal iterations: the evaluation at the largest iteration every job reached;
+- equal time: for each job the last evaluation whose training time is within T seconds, T
+  the fastest row's mean training time to that iteration (or `--seconds`).
+
+    python scripts/modes_table.py SWEEP_DIR [SWEEP_DIR ...] [--seconds T] [--out FILE.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+# Published Stacked MNIST results (MNIST digits, other networks, classifiers and budgets: for
+# the ranking only). (method, modes, KL, source)
+PUBLISHED = [
+    ("DCGAN", "99", "3.40", "VEEGAN (Srivastava et al. 2017), Table 1; PacGAN Table 1"),
+    ("ALI", "16", "5.40", "idem"),
+    ("Unrolled GAN", "48.7", "4.32", "idem"),
+    ("VEEGAN", "150", "2.95", "idem"),
+    ("PacDCGAN2", "1000", "0.06", "PacGAN (Lin et al. 2018), Table 1"),
+    ("GAN + R1 + R2 (R3GAN's ablation)", "693", "-", "R3GAN (Huang et al. 2024)"),
+    ("R3GAN", "1000", "-", "R3GAN (Huang et al. 2024)"),
+]
+
+
+@dataclass
+class Job:
+    label: str
+    seed: int
+    evals: list[tuple[int, int, float]]  # (iteration, modes, KL)
+    seconds: dict[int, float]            # training seconds at each logged iteration
+    status: str
+
+    def train_seconds(self, it: int) -> float:
+        """Training time up to iteration `it` (the last logged iteration at or before it)."""
+        known = [i for i in self.seconds if i <= it]
+        return self.seconds[max(known)] if known else 0.0
+
+
+def rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a run still writing its last line
+            pass
+    return out
+
+
+def load_job(job: Path) -> Job | None:
+    overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
+    keep = [o for o in overrides if not o.startswith(("seed=", "hydra", "experiment="))]
+    seed = next((int(o.split("=")[1]) for o in overrides if o.startswith("seed=")), 0)
+    evals = [(r["iter"], r["modes"], r["modes_kl"]) for r in rows(job / "fid.jsonl")
+             if "modes" in r]
+    if not evals:
+        return None
+    seconds, total, last = {}, 0.0, 0
+    for r in rows(job / "metrics.jsonl"):
+        total += (r["iter"] - last) / r["it_per_s"]
+        seconds[r["iter"]], last = total, r["iter"]
+    status = json.loads((job / "status.json").read_text())["status"] \
+        if (job / "status.json").is_file() else "?"
+    return Job(" ".join(keep) or "(preset)", seed, evals, seconds, status)
+
+
+def mean_std(values: list[float], fmt: str) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return format(values[0], fmt)
+    return f"{statistics.mean(values):{fmt}} ± {statistics.stdev(values):{fmt}}"
+
+
+def at_or_before(job: Job, ok) -> tuple[int, int, float] | None:
+    hits = [e for e in job.evals if ok(e)]
+    return hits[-1] if hits else None
+
+
+def table(jobs: list[Job], seconds: float | None) -> str:
+    groups: dict[str, list[Job]] = {}
+    for j in jobs:
+        groups.setdefault(j.label, []).append(j)
+    common = min(j.evals[-1][0] for j in jobs)  # every job has an evaluation there
+    if seconds is None:  # the fastest row's training time to the common iteration
+        seconds = min(statistics.mean(j.train_seconds(common) for j in g)
+                      for g in groups.values())
+    out = [f"Equal iterations: {common:,}. Equal time: {seconds:.0f} s of training "
+           "(evaluations excluded).", "",
+           "| configuration | seeds | modes at equal iterations | KL | s / iteration | "
+           f"modes at {seconds:.0f} s | KL | iteration reached |",
+           "|---|---|---|---|---|---|---|---|"]
+    for label, g in sorted(groups.items()):
+        it_rows = [at_or_before(j, lambda e: e[0] <= common) for j in g]
+        t_rows = [at_or_before(j, lambda e, j=j: j.train_seconds(e[0]) <= seconds * 1.001)
+                  for j in g]
+        t_rows = [r for r in t_rows if r is not None]
+        per_it = [j.train_seconds(common) / common for j in g]
+        done = sum(j.status == "done" for j in g)
+        out.append(
+            f"| {label} | {len(g)} ({done} done) | "
+            f"{mean_std([float(r[1]) for r in it_rows], '.0f')} | "
+            f"{mean_std([r[2] for r in it_rows], '.2f')} | {statistics.mean(per_it):.3f} | "
+            f"{mean_std([float(r[1]) for r in t_rows], '.0f')} | "
+            f"{mean_std([r[2] for r in t_rows], '.2f')} | "
+            f"{mean_std([float(r[0]) for r in t_rows], '.0f')} |")
+    out += ["", "Published on Stacked MNIST (MNIST digits, 1,000 modes; other networks, "
+            "classifiers and budgets: another data set, for the ranking only):", "",
+            "| method | modes | KL | source |", "|---|---|---|---|"]
+    out += [f"| {m} | {n} | {kl} | {src} |" for m, n, kl, src in PUBLISHED]
+    return "\n".join(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("sweeps", nargs="+", type=Path)
+    p.add_argument("--seconds", type=float, default=None,
+                   help="the equal-time budget (default: the fastest row's training time)")
+    p.add_argument("--out", type=Path, default=None, help="also write the table here")
+    args = p.parse_args()
+    jobs = [j for d in args.sweeps for job in sorted(d.iterdir())
+            if (job / ".hydra" / "overrides.yaml").is_file()
+            for j in [load_job(job)] if j is not None]
+    if not jobs:
+        raise SystemExit(f"no job with modes evaluations under {', '.join(map(str, args.sweeps))}")
+    text = table(jobs, args.seconds)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
