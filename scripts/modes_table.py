@@ -4,7 +4,8 @@ training time, with the published Stacked MNIST figures beside it.
 
 Reads each job directory's `fid.jsonl` (the `modes` evaluations), `metrics.jsonl` (training
 time: each logged window's iterations over its it_per_s, evaluations excluded) and
-`.hydra/overrides.yaml`; jobs whose overrides differ only in `seed` form a row.
+`.hydra/overrides.yaml`; jobs whose overrides differ only in `seed` form a row, named by the
+overrides that not every job shares.
 
 - equal iterations: the evaluation at the largest iteration every job reached;
 - equal time: for each job the last evaluation whose training time is within T seconds, T
@@ -38,7 +39,7 @@ PUBLISHED = [
 
 @dataclass
 class Job:
-    label: str
+    overrides: list[str]  # less the seed
     seed: int
     evals: list[tuple[int, int, float]]  # (iteration, modes, KL)
     seconds: dict[int, float]            # training seconds at each logged iteration
@@ -64,7 +65,7 @@ def rows(path: Path) -> list[dict]:
 
 def load_job(job: Path) -> Job | None:
     overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
-    keep = [o for o in overrides if not o.startswith(("seed=", "hydra", "experiment="))]
+    keep = [o for o in overrides if not o.startswith(("seed=", "hydra."))]
     seed = next((int(o.split("=")[1]) for o in overrides if o.startswith("seed=")), 0)
     evals = [(r["iter"], r["modes"], r["modes_kl"]) for r in rows(job / "fid.jsonl")
              if "modes" in r]
@@ -76,7 +77,11 @@ def load_job(job: Path) -> Job | None:
         seconds[r["iter"]], last = total, r["iter"]
     status = json.loads((job / "status.json").read_text())["status"] \
         if (job / "status.json").is_file() else "?"
-    return Job(" ".join(keep) or "(preset)", seed, evals, seconds, status)
+    return Job(keep, seed, evals, seconds, status)
+
+
+def row_name(job: Job, common: set[str]) -> str:
+    return " ".join(o for o in job.overrides if o not in common) or "(all alike)"
 
 
 def mean_std(values: list[float], fmt: str) -> str:
@@ -93,24 +98,25 @@ def at_or_before(job: Job, ok) -> tuple[int, int, float] | None:
 
 
 def table(jobs: list[Job], seconds: float | None) -> str:
+    common = set.intersection(*(set(j.overrides) for j in jobs)) if len(jobs) > 1 else set()
     groups: dict[str, list[Job]] = {}
     for j in jobs:
-        groups.setdefault(j.label, []).append(j)
-    common = min(j.evals[-1][0] for j in jobs)  # every job has an evaluation there
-    if seconds is None:  # the fastest row's training time to the common iteration
-        seconds = min(statistics.mean(j.train_seconds(common) for j in g)
+        groups.setdefault(row_name(j, common), []).append(j)
+    last = min(j.evals[-1][0] for j in jobs)  # every job has an evaluation there
+    if seconds is None:  # the fastest row's training time to that iteration
+        seconds = min(statistics.mean(j.train_seconds(last) for j in g)
                       for g in groups.values())
-    out = [f"Equal iterations: {common:,}. Equal time: {seconds:.0f} s of training "
+    out = [f"Equal iterations: {last:,}. Equal time: {seconds:.0f} s of training "
            "(evaluations excluded).", "",
            "| configuration | seeds | modes at equal iterations | KL | s / iteration | "
            f"modes at {seconds:.0f} s | KL | iteration reached |",
            "|---|---|---|---|---|---|---|---|"]
     for label, g in sorted(groups.items()):
-        it_rows = [at_or_before(j, lambda e: e[0] <= common) for j in g]
+        it_rows = [at_or_before(j, lambda e: e[0] <= last) for j in g]
         t_rows = [at_or_before(j, lambda e, j=j: j.train_seconds(e[0]) <= seconds * 1.001)
                   for j in g]
         t_rows = [r for r in t_rows if r is not None]
-        per_it = [j.train_seconds(common) / common for j in g]
+        per_it = [j.train_seconds(last) / last for j in g]
         done = sum(j.status == "done" for j in g)
         out.append(
             f"| {label} | {len(g)} ({done} done) | "

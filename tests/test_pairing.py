@@ -227,3 +227,12 @@ def test_rpgan_with_r1_and_r2_has_the_closed_form_optimal_linear_critic():
     # (input gradients are float32: ganqp_cli.objectives.gradients)
     assert critic.weight.item() == pytest.approx(lo, rel=1e-6)
     assert 0.1 < lo < 5  # a finite optimum: without R1 and R2 it would be at infinity
+
+
+def test_rpgan_recipe_turns_on_r1_and_r2_and_the_command_line_wins():
+    from tests.test_objectives_math import composed
+    cfg = composed("objective=rpgan")
+    assert (cfg.reg.r1, cfg.reg.r2, cfg.reg.lecam) == (0.05, 0.05, 0.0)
+    assert (composed("objective=rpgan", "reg.r1=1").reg.r1, composed().reg.r1) == (1, 0.0)
+    from ganqp_cli.regularizers import build_regularizers
+    assert build_regularizers(cfg.reg).active
