@@ -98,7 +98,7 @@ def test_the_position_survives_another_batch_size(cli, tmp_path):
                       weights_only=True)["schedule"] == {"images": 48, "iter": 4}
 
 
-@pytest.mark.parametrize("override,message", [
+BAD = [
     ("+schedule.gamma=1", "schedule.gamma is not a hyperparameter a schedule can set"),
     ("schedule.lr_d={kind:cos,start:1,end:2,kimg:3}", "schedule.lr_d.kind='cos'"),
     ("schedule.r1={kind:linear,start:1,end:2}", "schedule.r1.kimg=None is not valid"),
@@ -106,13 +106,26 @@ def test_the_position_survives_another_batch_size(cli, tmp_path):
     ("schedule.r2={kind:linear,start:1,end:2,kimg:3,steps:4}", "schedule.r2.steps is not a key"),
     ("schedule.aug_p=0.3", "aug=ada aug.target=null"),
     ("train.ema=0 schedule.ema_kimg=1", "train.ema=0 turns the EMA generator off"),
+    ("schedule.ema=0.9 schedule.ema_kimg=1", "schedule.ema and schedule.ema_kimg both"),
     ("objective=wgan schedule.beta1_g=0.5", "torch.optim.RMSprop has not"),
-])
-def test_bad_schedules_are_refused_before_any_work(cli, tmp_path, override, message):
+]
+
+
+@pytest.mark.parametrize("override,message", BAD, ids=[b[0] for b in BAD])
+def test_bad_schedules_name_the_key(override, message):
+    from ganqp_cli.errors import UserError
+    from ganqp_cli.schedules import validate_schedule
+    from tests.test_objectives_math import composed
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        validate_schedule(composed(*override.split()))
+
+
+def test_a_bad_schedule_ends_ganqp_train_before_any_work(cli, tmp_path):
     run = tmp_path / "run"
-    r = cli("train", *TINY, *override.split(), f"hydra.run.dir={run}")
-    assert r.code == 2 and message in r.msg and "Traceback" not in r.err, r
-    assert not (run / "metrics.jsonl").exists()
+    r = cli("train", *TINY, "schedule.r2={kind:ramp,start:-1,end:2,kimg:3}",
+            f"hydra.run.dir={run}")
+    assert r.code == 2 and "schedule.r2.start=-1.0 is not valid" in r.msg, r
+    assert "Traceback" not in r.err and not (run / "metrics.jsonl").exists()
 
 
 def test_no_schedule_logs_nothing_new(cli, tmp_path):
