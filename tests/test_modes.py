@@ -167,3 +167,11 @@ def test_modes_table_at_equal_iterations_and_equal_time(tmp_path):
     assert "| 1 (1 done) | 900 |" in b and b.endswith("| - | - | - |")
     assert mt.table([mt.load_job(tmp_path / "b0")], 100.0).splitlines()[4].endswith(
         "| 600 | 0.00 | 200 |")
+    # with costs measured in pairs (x gan-qp): wgan-gp at 5x reaches 400 / 5 = 80 iterations
+    # in gan-qp's time for 400, before its first evaluation; at 2x it reaches 200
+    jobs = [mt.load_job(tmp_path / n) for n in ("a0", "a1", "b0")]
+    for cost, tail in ((5.0, "| - | - | - |"), (2.0, "| 600 | 0.00 | 200 |")):
+        text = mt.table(jobs, costs={"objective=gan-qp": mt.Spread.of([1.0]),
+                                     "objective=wgan-gp": mt.Spread.of([cost])})
+        b = next(line for line in text.splitlines() if line.startswith("| objective=wgan-gp"))
+        assert f"| {cost:.2f} ({cost:.2f}-{cost:.2f}) |" in b and b.endswith(tail), b
