@@ -144,8 +144,7 @@ def test_encoder_models_and_the_pair_critic_build_on_r3gan():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("objective", [
-    ["objective=rpgan"], ["objective=gan-qp", "objective.critic=pair"], ["objective=hinge-sn"],
-    ["objective=o-gan"],
+    ["objective=rpgan"], ["objective=hinge-sn"], ["objective=o-gan"],
 ], ids=lambda o: "|".join(x.split("=")[1] for x in o))
 def test_every_kind_of_objective_trains_with_r3gan(cli, tmp_path, objective):
     run = tmp_path / "run"
