@@ -34,7 +34,8 @@ VERSION = 1
 IDENTITY_KEYS = ("arch", "objective", "res")
 # ... less the objective's schedule, which a resumed run may change like any train.* key,
 # and how BatchNorm statistics are gathered (the same parameters either way).
-SCHEDULE_KEYS = ("objective.d_steps", "objective.opt_d", "objective.opt_g", "arch.sync_bn")
+SCHEDULE_KEYS = ("objective.d_steps", "objective.opt_d", "objective.opt_g", "objective.reg",
+                 "arch.sync_bn")
 
 
 def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> None:

@@ -35,10 +35,11 @@ def amp_mode(value: Any) -> str:
 
 
 # Keys of a group's node that are the loop's, not the constructor's: an objective's critic
-# steps, optimisers and critic-network choice (arch.sn/arch.d_norm interpolate them), a
+# steps, optimisers, critic-network choice (arch.sn/arch.d_norm interpolate them) and
+# regularisers (reg.r1/r2/lecam interpolate objective.reg), a
 # data set's run preset (res, arch.width, train.* interpolate it), and arch.sync_bn (the
 # loop converts a built network's BatchNorm layers: ganqp_cli.syncbn).
-NOT_ARGUMENTS = {"objective": ("d_steps", "opt_d", "opt_g", "sn", "d_norm"),
+NOT_ARGUMENTS = {"objective": ("d_steps", "opt_d", "opt_g", "sn", "d_norm", "reg"),
                  "data": ("preset",), "arch": ("sync_bn",)}
 
 

@@ -52,10 +52,11 @@ class Regularizers:
         self.anchors: torch.Tensor | None = None  # (a_R, a_F)
         self.last: Stats = {}  # the lazy terms' last values, logged on every step
         self.restored: dict[str, float] = {}  # ... as a checkpoint holds them
+        self.scheduled = False  # schedule.r1/r2/lecam may raise a weight from 0 later on
 
     @property
     def active(self) -> bool:
-        return self.r1 > 0 or self.r2 > 0 or self.lecam > 0
+        return self.scheduled or self.r1 > 0 or self.r2 > 0 or self.lecam > 0
 
     def critic_penalty(self, objective: Any, models: torch.nn.Module, real: torch.Tensor,
                        z: torch.Tensor, step: int, seen: Shared | None = None

@@ -119,7 +119,8 @@ def _arch_keys(arch: DictConfig) -> None:
 
 # Checks that parts of the package contribute for their own keys, as "module:function"
 # taking the whole config; a part that is not installed simply has none.
-CONTRIBUTED: tuple[str, ...] = ("ganqp_cli.trackers:validate_loggers",)
+CONTRIBUTED: tuple[str, ...] = ("ganqp_cli.trackers:validate_loggers",
+                                "ganqp_cli.schedules:validate_schedule")
 
 
 def _contributed(cfg: DictConfig) -> None:

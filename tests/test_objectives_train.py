@@ -11,7 +11,7 @@ import torch
 from hydra import compose, initialize_config_module
 
 from ganqp_cli.config import make
-from ganqp_cli.objectives import FGAN, GANQP, LSGAN, SGAN, WGAN, WGANGP, Hinge, WGANDiv
+from ganqp_cli.objectives import FGAN, GANQP, LSGAN, SGAN, WGAN, WGANGP, Hinge, RpGAN, WGANDiv
 from tests.conftest import TINY, read_metrics
 from tests.test_ring8 import SETTINGS as RING8
 from tests.test_ring8_more import SETTINGS as RING8_MORE
@@ -31,6 +31,8 @@ OBJECTIVES = {
     "sgan-sn": (SGAN, 1, *ADAM_SN, True, "none"),
     "lsgan-sn": (LSGAN, 1, *ADAM_SN, True, "none"),
     "hinge-sn": (Hinge, 1, *ADAM_SN, True, "none"),
+    # R3GAN's recipe at the start of its schedules (Huang et al. 2024)
+    "rpgan": (RpGAN, 1, "torch.optim.Adam", 2e-4, [0.0, 0.9], False, "none"),
     "fgan-kl": FGAN_ROW,
     "fgan-reverse-kl": FGAN_ROW,
     "fgan-pearson": FGAN_ROW,

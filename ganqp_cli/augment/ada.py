@@ -4,7 +4,8 @@ with a probability p that follows the critic's overfitting.
 Every `interval` iterations the heuristic r_t = E[sign(T(x_r) - c)] is measured on the last
 critic step's real batch (augmented, as the critic trains on it), and p moves by
 sign(r_t - target) * (real images the critic saw) / (kimg * 1000), clamped to [0, 1]: p can
-go from 0 to 1 in `kimg` thousand images. `c` is the objective's decision threshold (0 for
+go from 0 to 1 in `kimg` thousand images. `target: null` keeps p fixed at `p_init`, or where
+`schedule.aug_p` puts it. `c` is the objective's decision threshold (0 for
 logits); objectives whose losses see only score differences (WGAN, GAN-QP) have none, and
 the mean score of a fake batch takes its place, so r_t is the share of reals the critic
 ranks above the fakes' average, less the share below.
@@ -43,7 +44,8 @@ class ADA(DiffAugment):
     to the augmentations), so the controller never makes the host wait for the device; the
     arithmetic is float64, as it would be on Python floats."""
 
-    KEYS = {"target": number(0, 1, low_open=True, high_open=True), "p_init": number(0, 1),
+    KEYS = {"target": number(0, 1, low_open=True, high_open=True, allow_none=True),
+            "p_init": number(0, 1),
             "interval": whole(1), "kimg": POSITIVE}
 
     def __init__(self, name: str = "ada", policy: Any = ("color", "translation", "cutout"),
@@ -72,6 +74,8 @@ class ADA(DiffAugment):
 
     def update(self, objective: Any, models: nn.Module, real: torch.Tensor, z: torch.Tensor,
                seen: int) -> None:
+        if self.target is None:  # a fixed p (schedule.aug_p sets it, as R3GAN's)
+            return
         self.calls += 1
         self.seen += seen
         if self.calls % self.interval:

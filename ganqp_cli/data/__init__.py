@@ -8,6 +8,7 @@
     prepared.py          the `ganqp prepare` format: reader and writer
     torchvision_sets.py  cifar10, mnist
     digits.py, ring8.py  the bundled data sets
+    stacked_digits.py    three digits as R, G, B (Stacked MNIST's 1,000 modes)
     stream.py            StreamSampler, Batches
     validate.py          validate_data: every data.* key, before any work
 """
@@ -40,13 +41,14 @@ from ganqp_cli.data.images import (
 from ganqp_cli.data.labels import LABEL_FILE, folder_labels
 from ganqp_cli.data.prepared import PreparedImages, is_prepared, read_meta
 from ganqp_cli.data.ring8 import Ring8
+from ganqp_cli.data.stacked_digits import StackedDigits
 from ganqp_cli.data.stream import Batches, StreamSampler
 from ganqp_cli.data.torchvision_sets import Torchvision, open_torchvision
 from ganqp_cli.data.validate import validate_data
 
 __all__ = [
     "HOLDOUT_SEED", "IMAGE_EXTS", "LABEL_FILE", "ON_ERROR", "RESIZE_METHOD", "Batches",
-    "DataSet", "Digits", "ImageData", "ImageFolder", "PreparedImages", "Ring8",
+    "DataSet", "Digits", "ImageData", "ImageFolder", "PreparedImages", "Ring8", "StackedDigits",
     "StreamSampler", "Table", "Torchvision", "Unreadable", "check_labels", "decode_bytes",
     "folder_labels", "image_grid", "is_image_shape", "is_prepared", "list_images",
     "open_images", "open_torchvision", "read_image", "read_meta", "replacement_rows",

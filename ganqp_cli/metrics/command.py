@@ -12,9 +12,8 @@ from ganqp_cli.data import is_image_shape
 from ganqp_cli.errors import UserError
 from ganqp_cli.metrics import classwise
 from ganqp_cli.metrics import registry as R
-from ganqp_cli.metrics.evaluate import score_generator, score_source, summarize
+from ganqp_cli.metrics.evaluate import extractor_of, score_generator, score_source, summarize
 from ganqp_cli.metrics.extractor_base import Extractor
-from ganqp_cli.metrics.extractors import extractor_for
 from ganqp_cli.metrics.features import Source, dataset_source, folder_source
 from ganqp_cli.metrics.reference import check_ref_meta, reference_stats, stats_of
 from ganqp_cli.metrics.stats import Stats
@@ -83,6 +82,9 @@ def _measure(cfg: Any, dist: dist_.Dist) -> dict[str, Any]:
         if not is_image_shape(run.shape):
             raise UserError(f"ckpt={cfg.ckpt} models points, not images: FID needs images.")
         what = f"{cfg.ckpt} (iter {run.iter})"
+        if "modes" in [m.name for m in metrics]:
+            from ganqp_cli.metrics.modes import check_fits
+            check_fits(str(run.config.data.name), f"ckpt={cfg.ckpt}")
     elif cfg.samples is not None:
         gen = folder_source(str(cfg.samples), "samples", labels=_labelled(fc))
         what = gen.describe
@@ -92,7 +94,7 @@ def _measure(cfg: Any, dist: dist_.Dist) -> dict[str, Any]:
         if "acc" in [m.name for m in metrics]:
             classwise.check_acc_fits(gen_classes, f"ckpt={cfg.ckpt}" if run is not None
                                      else f"samples={cfg.samples}")
-    extractor = extractor_for(fc, device)
+    extractor = extractor_of(fc, metrics, device)
     given = cfg.ref is not None or cfg.get("data") is not None or cfg.save_stats is not None
     if R.needs_reference(metrics) or given:
         ref, ref_desc = _reference(cfg, run, gen, extractor)

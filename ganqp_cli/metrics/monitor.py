@@ -27,8 +27,7 @@ from ganqp_cli import distributed as dist_
 from ganqp_cli.classes import class_counts
 from ganqp_cli.metrics import classwise
 from ganqp_cli.metrics import registry as R
-from ganqp_cli.metrics.evaluate import score_generator, summarize
-from ganqp_cli.metrics.extractors import extractor_for
+from ganqp_cli.metrics.evaluate import extractor_of, score_generator, summarize
 from ganqp_cli.metrics.features import dataset_source
 from ganqp_cli.metrics.reference import reference_stats
 from ganqp_cli.metrics.validate import validate_fid_train
@@ -43,13 +42,17 @@ class FidMonitor:
         self.device, self.extra, self.improved = device, extra, False
         self.metrics = R.selected(self.fc.metrics)
         self.best_key = str(self.fc.best)
-        self.extractor = extractor_for(self.fc, device)
+        self.extractor = extractor_of(self.fc, self.metrics, device)
         # cond=true: samples of classes drawn with the data's frequencies
         self.class_counts = class_counts(data, len(data.classes)) if cfg.get("cond") else None
         if "acc" in [m.name for m in self.metrics]:
             classwise.check_acc_fits(data.classes, "fid.metrics")
-        src = dataset_source(data, self.fc.ref_n, labels=classwise.needs_labels(self.metrics))
-        self.ref, _ = reference_stats(src, self.extractor, self.fc, cache=bool(self.fc.cache))
+        self.ref = None  # no reference when no selected metric needs one (modes)
+        if R.needs_reference(self.metrics):
+            src = dataset_source(data, self.fc.ref_n,
+                                 labels=classwise.needs_labels(self.metrics))
+            self.ref, _ = reference_stats(src, self.extractor, self.fc,
+                                          cache=bool(self.fc.cache))
         self.path = run_dir / "fid.jsonl"
         if dist_.current().is_main and self.path.is_file():  # resumed: drop rows to be redone
             rows = [r for r in self.path.read_text().splitlines()

@@ -8,6 +8,7 @@ the reference side (features, statistics, logits) and returns named numbers.
     is   Inception Score (is_splits splits)    inception_score, _std      higher is better
     ifid intra-class FID (conditional models)  ifid                       lower is better
     acc  classes read back (digits classifier) acc                        higher is better
+    modes  modes of stacked digits covered     modes (higher), modes_kl (lower), no reference
 
 `ganqp fid` and FID during training both go through `compute`. Metrics that need the
 reference's features (kid, pr, dc) give None against a bare pytorch-fid .npz (mu, sigma).
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from ganqp_cli.metrics import classwise
+from ganqp_cli.metrics import modes as modes_
 from ganqp_cli.metrics.frechet import frechet_distance
 from ganqp_cli.metrics.inception_score import inception_score
 from ganqp_cli.metrics.kid import kid
@@ -57,6 +59,7 @@ class Metric:
     needs_logits: bool = False
     needs_ref_features: bool = False
     needs_ref: bool = True
+    needs_features: bool = True  # the extractor's features (False: no network is loaded)
     # (function, width) run on every batch of generated images, given the device; its
     # outputs reach `compute` as Inputs.extras[name] (n, width).
     probe: Callable[[Any], tuple[Callable[[torch.Tensor], torch.Tensor], int]] | None = None
@@ -129,6 +132,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            needs_ref_features=True),
     Metric("acc", {"acc": HIGHER}, ("acc_n",), classwise.accuracy, classwise.acc_text,
            needs_ref=False, probe=classwise.digit_probe),
+    Metric("modes", {"modes": HIGHER, "modes_kl": LOWER}, ("modes_n",), modes_.compute,
+           modes_.text, needs_ref=False, needs_features=False, probe=modes_.probe),
 )}
 
 # Every logged number that has a direction: what fid.best may name.
@@ -150,6 +155,10 @@ def needs_logits(metrics: list[Metric]) -> bool:
 
 def needs_reference(metrics: list[Metric]) -> bool:
     return any(m.needs_ref for m in metrics)
+
+
+def needs_features(metrics: list[Metric]) -> bool:
+    return any(m.needs_features for m in metrics)
 
 
 def probes(metrics: list[Metric], device: Any) -> dict[str, tuple[Callable, int]]:

@@ -135,6 +135,9 @@ def validate_fid_train(cfg: Any) -> None:
         raise UserError(f"fid.metrics={metric_names(cfg.fid.metrics)}: {', '.join(by_class)} "
                         "measure a class-conditional model; train with cond=true, or leave "
                         f"{', '.join(by_class)} out of fid.metrics.")
+    if "modes" in metric_names(cfg.fid.metrics):
+        from ganqp_cli.metrics.modes import check_fits
+        check_fits(str(cfg.data.get("name")), "fid.metrics")
     logged = [k for m in selected(cfg.fid.metrics) for k, d in m.keys.items() if d]
     C.choice("fid.best", cfg.fid.best, logged,
              " (the number best.pt is kept by: one that fid.metrics="

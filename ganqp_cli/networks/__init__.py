@@ -17,9 +17,10 @@ from ganqp_cli.networks.conditional import ConditionalArch, conditioned, is_cond
 from ganqp_cli.networks.critics import JointCritic, PairCritic
 from ganqp_cli.networks.dcgan import DCGANArch, QPArch
 from ganqp_cli.networks.mlp import MLPArch
+from ganqp_cli.networks.r3gan import R3GANArch
 from ganqp_cli.networks.resnet import ResNetArch
 from ganqp_cli.networks.validation import validate_arch
 
 __all__ = ["ConditionalArch", "DCGANArch", "Generator", "JointCritic", "MLPArch", "PairCritic",
-           "QPArch", "ResNetArch", "Reshape", "Shape", "conditioned", "image_modules",
-           "is_conditional", "spectral_normalise", "validate_arch"]
+           "QPArch", "R3GANArch", "ResNetArch", "Reshape", "Shape", "conditioned",
+           "image_modules", "is_conditional", "spectral_normalise", "validate_arch"]

@@ -25,3 +25,6 @@ def validate_arch(node: DictConfig | Mapping, res: int | None = None) -> None:
         hint = ("; point data such as data=ring8 need arch=mlp" if res == 0 else
                 "; images need arch=gan-qp, dcgan or resnet" if not sides else "")
         raise checks.fail("res", res, f"arch={name} builds networks for {what}{hint}")
+    per_res = getattr(cls, "validate_res", None)  # keys that must fit the resolution
+    if res and per_res is not None:
+        per_res(values, res)

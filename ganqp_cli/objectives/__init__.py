@@ -14,7 +14,8 @@ from ganqp_cli.objectives.classic import (
 from ganqp_cli.objectives.encoders import OGAN, BiGANQP
 from ganqp_cli.objectives.fgan import FGAN
 from ganqp_cli.objectives.qp import GANQP
+from ganqp_cli.objectives.relativistic import RpGAN
 from ganqp_cli.objectives.validation import validate_objective
 
 __all__ = ["FGAN", "GANQP", "LSGAN", "OGAN", "SGAN", "WGAN", "WGANGP", "BiGANQP", "Hinge",
-           "Models", "Objective", "OutputLoss", "WGANDiv", "validate_objective"]
+           "Models", "Objective", "OutputLoss", "RpGAN", "WGANDiv", "validate_objective"]

@@ -95,7 +95,8 @@ class Periodic:
         rate = (it - self.it_last) / max(now - self.t_last, 1e-9)
         draws = int(self.s.cfg.objective.d_steps) + 1
         values.update(it_per_s=rate, img_per_s=rate * int(self.t.batch_size) * draws,
-                      elapsed_s=now - self.log.t0, **self.counters_now(), **self.s.aug.stats())
+                      elapsed_s=now - self.log.t0, **self.counters_now(), **self.s.aug.stats(),
+                      **self.s.schedule.stats())
         if not all(np.isfinite(v) for v in values.values()):
             self.log.info(f"warning: non-finite statistics at iter {it}: {values}")
         if fid_due:  # the generator `ganqp fid ckpt=...` uses by default

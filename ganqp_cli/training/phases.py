@@ -155,6 +155,7 @@ def iteration(s: Setup, plan: list[Phase], batches: Iterator[torch.Tensor],
     """All phases of iteration `it` (0-based), then the EMA step; returns the statistics
     to log as (values, weight) pairs."""
     logged: list[tuple[dict[str, torch.Tensor], float]] = []
+    s.schedule.apply(it)  # schedule.*: host arithmetic on the iteration count, no sync
     for phase in plan:
         set_trainable(phase.frozen, False)
         set_trainable(phase.trains, True)
@@ -170,5 +171,7 @@ def iteration(s: Setup, plan: list[Phase], batches: Iterator[torch.Tensor],
             with conditioned(s.models, y):
                 phase.after_phase(real, z)
     if s.keeps_ema:
-        update_ema(s.ema, s.models.G, ema_decay(float(s.cfg.train.ema), it))
+        beta = s.schedule.ema_beta  # a scheduled EMA replaces train.ema and its ramp
+        update_ema(s.ema, s.models.G,
+                   ema_decay(float(s.cfg.train.ema), it) if beta is None else beta)
     return logged

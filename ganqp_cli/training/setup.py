@@ -22,6 +22,7 @@ from ganqp_cli.generate import choose
 from ganqp_cli.networks import ConditionalArch
 from ganqp_cli.objectives import Models, Objective
 from ganqp_cli.regularizers import build_regularizers
+from ganqp_cli.schedules import Schedule
 from ganqp_cli.training import compiling
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -100,6 +101,7 @@ class Setup:
         self.aug = augment.build_augment(cfg.aug)
         self.aug.attach(self.models, self.objective, tuple(self.data.shape))
         self.reg = build_regularizers(cfg.reg)
+        self.schedule = Schedule(cfg, self)  # schedule.*: sets the above before each iteration
         self.notes: list[str] = []  # lines for the run's log
         if compiling.wanted(cfg.train.compile, device):
             self.notes.append(self._compile())
@@ -151,6 +153,7 @@ class Setup:
             "aug": self.aug.state_dict(), "reg": self.reg.state_dict(),
             **({"classes": self.classes, "class_counts": self.class_counts}
                if self.classes is not None else {}),
+            "schedule": self.schedule.state_dict(it),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -160,6 +163,7 @@ class Setup:
         load_optimizer(self.opt_g, state["opt_g"])
         self.aug.load_state_dict(state.get("aug", {}))  # older checkpoints have neither
         self.reg.load_state_dict(state.get("reg", {}))
+        self.schedule.load_state_dict(state.get("schedule", {}))
         self.scaler_d.load_state_dict(state["scaler_d"])
         self.scaler_g.load_state_dict(state["scaler_g"])
         # Every rank draws alike (z and noise for the global batch, sliced per rank), so
