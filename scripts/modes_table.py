@@ -16,6 +16,7 @@ overrides that not every job shares.
   logged window's iterations over its it_per_s, evaluations excluded; or `--seconds T`).
 
     python scripts/modes_table.py SWEEP_DIR [SWEEP_DIR ...] [--measure-costs] [--out FILE.md]
+        [--costs FILE.json]   # keep the measured costs (or reuse them: the sweep may go on)
 """
 
 from __future__ import annotations
@@ -204,6 +205,22 @@ def measure_costs(jobs: list[Job], reference: str, pairs: int, warmup: int, time
     return out
 
 
+def known_costs(args: argparse.Namespace, jobs: list[Job]) -> tuple[dict[str, Spread], str]:
+    """The rows' costs and how they were measured: from --costs when that file exists, else
+    measured now (and saved there)."""
+    if args.costs is not None and args.costs.is_file():
+        saved = json.loads(args.costs.read_text())
+        return {k: Spread.of(v) for k, v in saved["costs"].items()}, saved["note"]
+    start = load_average()
+    costs = measure_costs(jobs, args.reference, args.pairs, args.warmup, args.timed)
+    note = (f"Costs: {args.pairs} alternated pairs of {args.timed} timed iterations per row; "
+            f"at the start {start}; at the end {load_average()}.")
+    if args.costs is not None:
+        args.costs.write_text(json.dumps({"costs": {k: list(c.values) for k, c in
+                                                    costs.items()}, "note": note}))
+    return costs, note
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("sweeps", nargs="+", type=Path)
@@ -218,19 +235,21 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--timed", type=int, default=20)
     p.add_argument("--out", type=Path, default=None, help="also write the table here")
+    p.add_argument("--costs", type=Path, default=None,
+                   help="with --measure-costs: a JSON file of the measured costs, read "
+                        "instead of measuring when it exists, written after measuring")
     args = p.parse_args()
     jobs = [j for d in args.sweeps for job in sorted(d.iterdir())
             if (job / ".hydra" / "overrides.yaml").is_file()
             for j in [load_job(job)] if j is not None]
     if not jobs:
         raise SystemExit(f"no job with modes evaluations under {', '.join(map(str, args.sweeps))}")
-    costs = None
+    costs, note = None, ""
     if args.measure_costs:
-        costs = measure_costs(jobs, args.reference, args.pairs, args.warmup, args.timed)
+        costs, note = known_costs(args, jobs)
     text = table(jobs, args.seconds, costs)
     if costs is not None:
-        text += (f"\n\nCosts: {args.pairs} alternated pairs of {args.timed} timed iterations "
-                 f"per row; {load_average()}.")
+        text += f"\n\n{note}"
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
