@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -254,6 +255,9 @@ def test_conditional_initialisation_encoder_and_spectral_norm():
 
 @pytest.mark.slow
 def test_cond_r3gan_trains_on_stacked_digits_and_samples_a_class(cli, tmp_path):
+    """2 iterations of cond=true RpGAN on the 1,000 classes; `ganqp sample class=735`, and
+    `acc` and `modes` of the checkpoint equal to those of its 50 samples written as a folder
+    (whose dataset.json names all 1,000 classes though few are drawn)."""
     run = tmp_path / "run"
     r = cli("train", *TINY, "data=stacked-digits", "cond=true", "arch=r3gan",
             "arch.widths=[16,8,8]", "arch.blocks=1", "objective=rpgan", "train.iters=2",
@@ -264,6 +268,16 @@ def test_cond_r3gan_trains_on_stacked_digits_and_samples_a_class(cli, tmp_path):
         assert all(v is not None and math.isfinite(v) for v in row.values()), row
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert len(ckpt["classes"]) == 1000
-    r = cli("sample", f"ckpt={run / 'checkpoints' / 'last.pt'}", "class=735", "n=4",
-            f"out={tmp_path / 'seven.png'}")
+    ckpt = run / "checkpoints" / "last.pt"
+    r = cli("sample", f"ckpt={ckpt}", "class=735", "n=4", f"out={tmp_path / 'seven.png'}")
     assert r.code == 0 and (tmp_path / "seven.png").is_file(), r
+    r = cli("sample", f"ckpt={ckpt}", "format=folder", "n=50", "seed=0", f"out={tmp_path / 's'}")
+    assert r.code == 0, r
+    got = []
+    for what in (f"ckpt={ckpt}", f"samples={tmp_path / 's'}"):
+        out = tmp_path / "fid.json"
+        r = cli("fid", what, "n=50", "fid.metrics=[acc,modes]", f"out={out}")
+        assert r.code == 0, r
+        got.append(json.loads(out.read_text()))
+    keys = ("acc", "acc_n", "modes", "modes_kl", "modes_n")
+    assert [got[0][k] for k in keys] == [got[1][k] for k in keys] and got[0]["acc_n"] == 50

@@ -75,23 +75,3 @@ def compute(inp: Any) -> dict[str, Any]:
 def text(r: dict[str, Any]) -> str:
     return (f"modes {r['modes']} of {N_MODES}  KL(p || uniform) {r['modes_kl']:.4f} "
             f"({r['modes_n']} samples, each channel read by the digits classifier)")
-
-
-def no_features() -> Any:
-    """The extractor of an evaluation whose metrics need no features (`modes` alone): no
-    network to load (no Inception weights), zero-width features."""
-    from ganqp_cli.metrics.extractor_base import Extractor
-
-    class NoFeatures(Extractor):
-        name, dims, n_classes, weights_id = "none", 0, 0, "none"
-
-        def __init__(self) -> None:
-            super().__init__("legacy", False)
-            # where extraction runs (features.extract reads the extractor's device)
-            self.anchor = torch.nn.Parameter(torch.zeros(0), requires_grad=False)
-
-        def _run(self, images: torch.Tensor, logits: bool
-                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-            return images.new_zeros((images.shape[0], 0), dtype=torch.float32), None
-
-    return NoFeatures()
