@@ -234,9 +234,18 @@ def bench_profile(args: argparse.Namespace, folder: Path, device: torch.device,
 
     resize = [0.0]
     ratios = measure_pairs(theirs, ours, args.pairs)
+    print_profile(wall, cpu, ratios, args.workers)
+    part = images[:args.batch]
+    print(f"           ganqp network by operation:       {op_shares(lambda: ours_network(part))}")
+    print(f"           pytorch-fid network by operation: "
+          f"{op_shares(lambda: theirs_network(part[:50]))}", flush=True)
+
+
+def print_profile(wall: dict[str, list[float]], cpu: dict[str, list[float]],
+                  ratios: list[float], workers: int) -> None:
     ms = {k: 1000 * statistics.median(v) for k, v in wall.items()}
     cms = {k: 1000 * statistics.median(v) for k, v in cpu.items()}
-    print(f"profile    per image, medians: decode {ms['decode']:.1f} ms ({args.workers} "
+    print(f"profile    per image, medians: decode {ms['decode']:.1f} ms ({workers} "
           f"threads) | ganqp resize {ms['resize']:.1f} ms, resize + network {ms['ganqp']:.1f} "
           f"ms wall, {cms['ganqp']:.1f} ms CPU | pytorch-fid's network (its resize "
           f"included) {ms['pytorch-fid']:.1f} ms wall, {cms['pytorch-fid']:.1f} ms CPU")
@@ -245,10 +254,6 @@ def bench_profile(args: argparse.Namespace, folder: Path, device: torch.device,
                                                  ".2f"))
     print("           " + Spread.of(cpu_ratios).line(
         "networks alone, pytorch-fid / ganqp CPU time", ".2f"))
-    part = images[:args.batch]
-    print(f"           ganqp network by operation:       {op_shares(lambda: ours_network(part))}")
-    print(f"           pytorch-fid network by operation: "
-          f"{op_shares(lambda: theirs_network(part[:50]))}", flush=True)
 
 
 def bench_clean(args: argparse.Namespace, folder: Path, device: torch.device) -> None:

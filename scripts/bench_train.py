@@ -199,7 +199,7 @@ def child_dist(a: argparse.Namespace) -> dict | None:
     from ganqp_cli.training.signals import StopSignals
     torch.set_num_threads(1)
     d, dev = dist_.init_process_group("cpu"), torch.device("cpu")
-    syncs, runs = load_syncs(), {}
+    runs = {}
     for sync in (False, True):
         with initialize_config_module("ganqp_cli.conf", version_base="1.3"):
             cfg = compose("train", overrides=[
@@ -236,21 +236,28 @@ def child_dist(a: argparse.Namespace) -> dict | None:
             out["average"].append(timed(lambda i: dist_.average_buffers([s.models, s.ema]), 50))
             out["check"].append(timed(lambda i: dist_.check_ranks_agree(
                 {"models": s.models, "ema": s.ema}), 20))
-        calls = {}
-        for name, sync, on in (("plain", False, False), ("sync_bn", True, False),
-                               ("plain_device_path", False, True),
-                               ("sync_bn_device_path", True, True)):
-            if not device_path(on) and on:
-                continue
-            r = runs[sync][0]
-            with syncs.SyncCounter(host=syncs.host_state([r.opt_d, r.opt_g])) as c:
-                for _ in range(3):
-                    plain_iteration(sync, stop)
-            calls[name] = c.count / 3
+        calls = dist_calls(runs, lambda sync: plain_iteration(sync, stop))
     dist_.shutdown()
     if not d.is_main:
         return None
     return {**{k: statistics.median(v) for k, v in out.items()}, "calls": calls}
+
+
+def dist_calls(runs: dict, plain_iteration) -> dict[str, float]:  # noqa: ANN001
+    """Blocking calls per plain iteration with and without arch.sync_bn, on the host path
+    and (where torch allows it) on the device path of the guard."""
+    syncs, calls = load_syncs(), {}
+    for name, sync, on in (("plain", False, False), ("sync_bn", True, False),
+                           ("plain_device_path", False, True),
+                           ("sync_bn_device_path", True, True)):
+        if not device_path(on) and on:
+            continue
+        r = runs[sync][0]
+        with syncs.SyncCounter(host=syncs.host_state([r.opt_d, r.opt_g])) as c:
+            for _ in range(3):
+                plain_iteration(sync)
+        calls[name] = c.count / 3
+    return calls
 
 
 def spawn_dist(a: argparse.Namespace, tree: Path | None = None) -> dict:

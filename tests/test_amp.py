@@ -31,9 +31,10 @@ EXTRA = {"bigan-qp": ["objective.hidden=32"]}
 
 def test_every_objective_of_the_table_and_beyond_is_covered():
     """The packaged option list the parametrisation is built from is the full one (the 16 of
-    the first round and wgan-div), not an empty or partial resource listing."""
-    assert {"gan-qp", "wgan-gp", "sgan-sn", "bigan-qp", "o-gan", "wgan-div"} <= set(OBJECTIVES)
-    assert len(OBJECTIVES) == 17
+    the first round, wgan-div and rpgan), not an empty or partial resource listing."""
+    assert {"gan-qp", "wgan-gp", "sgan-sn", "bigan-qp", "o-gan", "wgan-div",
+            "rpgan"} <= set(OBJECTIVES)
+    assert len(OBJECTIVES) == 18
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])

@@ -1,8 +1,8 @@
 """The `logger` config group with the real packages: one tiny run with all four trackers,
 stopped after 2 iterations and resumed to 4, read back from each tracker's own files
 (MlflowClient on the file store, the wandb offline run's records, TensorBoard's events,
-metrics.csv) and compared with metrics.jsonl; no tracker without `logger=`; a missing
-package is refused naming the extra."""
+metrics.csv) and compared with metrics.jsonl; under torchrun only rank 0 logs; no tracker
+without `logger=`; a missing package is refused naming the extra."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import TINY, read_metrics
+from tests.conftest import TINY, read_metrics, torchrun
 
 RUN = [*TINY, "train.iters=2", "logger=[tensorboard,csv,mlflow,wandb]"]
 
@@ -120,6 +120,22 @@ def test_tensorboard_and_csv_hold_the_rows_once(run):
         table = list(csv.DictReader(f))
     assert [int(r["iter"]) for r in table] == [2, 4]
     assert [float(r["d_loss"]) for r in table] == [row["d_loss"] for row in rows]
+
+
+@pytest.mark.slow
+def test_under_torchrun_only_rank_0_logs(tmp_path):
+    """2 gloo ranks: one TensorBoard event file and each row once in metrics.csv (a second
+    writer would double the rows or leave a second event file)."""
+    run = tmp_path / "run"
+    r = torchrun("train", *TINY, "train.iters=2", "train.log_every=1", "train.sample_every=0",
+                 "logger=[tensorboard,csv]", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "cpu x2" in r.stdout
+    assert len(list((run / "tb").rglob("events.out.tfevents.*"))) == 1
+    with open(run / "metrics.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [int(row["iter"]) for row in table] == [row["iter"] for row in read_metrics(run)] \
+        == [1, 2]
 
 
 def test_no_tracker_unless_asked(cli, tmp_path):
