@@ -207,7 +207,7 @@ def test_conditional_networks_take_the_class_as_r3gans_code():
     shape = (1, 16, 16)
     arch = ConditionalArch(R3GANArch(z_dim=8, widths=[16, 8, 8], blocks=1), 10)
     G, D = arch.generator(shape), arch.critic(shape)
-    assert isinstance(D, EmbeddingProjection) and D.head.bias is None and D.offset is None
+    assert isinstance(D, EmbeddingProjection) and D.head.bias is None and D.codes is None
     z, y = torch.randn(6, 8).repeat(2, 1), torch.tensor([0] * 6 + [7] * 6)
     with conditioned(G, y), conditioned(D, y):
         x = G(z)
@@ -229,8 +229,8 @@ def test_conditional_networks_take_the_class_as_r3gans_code():
 
 def test_conditional_initialisation_encoder_and_spectral_norm():
     """Their scales: G's embedding N(0, 1/classes) (He-normal of the one-hot's linear layer),
-    D's N(0, 1/(C classes)), C the 4 px stage's channels; the encoders get one projection
-    per output plus a free offset; under spectral norm the embedding is normalised too."""
+    D's N(0, 1/(C classes)), C the 4 px stage's channels; the encoders' codes get the
+    projection added to each; under spectral norm the embedding is normalised too."""
     torch.manual_seed(0)
     shape, n = (3, 16, 16), 1000
     arch = ConditionalArch(R3GANArch(z_dim=64, widths=[16, 8, 8], blocks=1), n)
@@ -242,9 +242,12 @@ def test_conditional_initialisation_encoder_and_spectral_norm():
     enc = arch.encoder(shape, 4)
     with torch.no_grad(), conditioned(enc, y):
         e = enc(x)
-        h = enc.head(enc.trunk(x)).view(5, 4, 16)
-    assert e.shape == (5, 4) and enc.offset.shape == (4,)
-    torch.testing.assert_close(e, (h * enc.embed.weight[y][:, None]).sum(2) + enc.offset)
+        h = enc.trunk(x)
+    assert e.shape == (5, 4) and enc.codes.bias.shape == (4,)
+    proj = ((h @ enc.head.weight.T) * enc.embed.weight[y]).sum(1, keepdim=True)
+    torch.testing.assert_close(e, h @ enc.codes.weight.T + enc.codes.bias + proj)
+    with torch.no_grad(), conditioned(enc, y.flip(0)):
+        assert (enc(x) - e).abs().amax() > 1e-4  # the codes answer to the class
     sn = ConditionalArch(R3GANArch(z_dim=8, widths=[16, 8, 8], blocks=1, sn=True), n)
     D = sn.critic(shape)
     assert nn.utils.parametrize.is_parametrized(D.embed, "weight")

@@ -272,25 +272,26 @@ class EmbeddingProjection(Conditional):
 
     As their code: W He-normal, embed a bias-free linear layer of the one-hot class with
     He-normal weights times 1 / sqrt(C) (entries N(0, 1 / (C n_classes))), so the score starts
-    at the unconditional critic's scale. With `out_dim` outputs (the encoder models), W has
-    out_dim * C outputs and each output is its own projection; `bias` adds a free offset per
-    output (the encoders' codes; R3GAN's critic has none)."""
+    at the unconditional critic's scale. An encoder (`out_dim` codes, `bias`: BiGAN-QP,
+    O-GAN), which R3GAN has not, is the unconditional critic's linear layer of codes with
+    the projection added to each, as ProjectionCritic's encoders."""
 
     def __init__(self, trunk: nn.Module, feats: int, n_classes: int, out_dim: int = 1,
                  bias: bool = False) -> None:
         super().__init__()
-        self.trunk, self.feats, self.out_dim = trunk, feats, out_dim
-        self.head = _msr(nn.Linear(feats, out_dim * feats, bias=False))
+        self.trunk = trunk
+        self.head = _msr(nn.Linear(feats, feats, bias=False))
         self.embed = nn.Embedding(n_classes, feats)
         with torch.no_grad():
             self.embed.weight.normal_(0.0, (feats * n_classes) ** -0.5)
-        self.offset = nn.Parameter(torch.zeros(out_dim)) if bias else None
+        self.codes = _msr(nn.Linear(feats, out_dim, bias=bias)) if out_dim > 1 or bias \
+            else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.head(self.trunk(x)).view(x.shape[0], self.out_dim, self.feats)
+        h = self.trunk(x)
         e = self.embed(self.current_labels()).to(h.dtype)
-        out = (h * e.unsqueeze(1)).sum(2)
-        return out if self.offset is None else out + self.offset.to(out.dtype)
+        proj = (self.head(h) * e).sum(1, keepdim=True)
+        return proj if self.codes is None else self.codes(h) + proj
 
 
 def _default_groups(hidden: int) -> int:
