@@ -271,10 +271,11 @@ class EmbeddingProjection(Conditional):
     one, embed(y) C numbers. No unconditional term: the class embedding is the output layer.
 
     As their code: W He-normal, embed a bias-free linear layer of the one-hot class with
-    He-normal weights times 1 / sqrt(C) (entries N(0, 1 / (C n_classes))), so the score starts
-    at the unconditional critic's scale. An encoder (`out_dim` codes, `bias`: BiGAN-QP,
-    O-GAN), which R3GAN has not, is the unconditional critic's linear layer of codes with
-    the projection added to each, as ProjectionCritic's encoders."""
+    He-normal weights times 1 / sqrt(C) (entries N(0, 1 / (C n_classes))): the score starts
+    1 / sqrt(n_classes) times the unconditional critic's (a one-hot input has one active
+    entry of the n_classes its initialisation counts). An encoder (`out_dim` codes, `bias`:
+    BiGAN-QP, O-GAN), which R3GAN has not, is the unconditional critic's linear layer of
+    codes with the projection added to each, as ProjectionCritic's encoders."""
 
     def __init__(self, trunk: nn.Module, feats: int, n_classes: int, out_dim: int = 1,
                  bias: bool = False) -> None:
