@@ -109,9 +109,12 @@ def interpolation_latents(rows: int, steps: int, z_dim: int, seed: int, temperat
 
 
 def write_folder(G: nn.Module, n: int, z_dim: int, out: Path, seed: int, temperature: float,
-                 device: torch.device, batch: int, labels: torch.Tensor | None = None) -> int:
+                 device: torch.device, batch: int, labels: torch.Tensor | None = None,
+                 classes: list[str] | None = None) -> int:
     """n numbered PNGs (000000.png ...) in `out`, generated batch by batch; with `labels`
-    (a conditional G), also StyleGAN2-ADA's dataset.json naming each file's label."""
+    (a conditional G), also StyleGAN2-ADA's dataset.json naming each file's label, and the
+    model's `classes` in it (read back by data.labels, so the folder's classes are the
+    model's even where a class drew no sample)."""
     out.mkdir(parents=True, exist_ok=True)
     z = latents(n, z_dim, seed, temperature)
     digits = max(6, len(str(n - 1)))
@@ -123,8 +126,10 @@ def write_folder(G: nn.Module, n: int, z_dim: int, out: Path, seed: int, tempera
             arr = img.permute(1, 2, 0).numpy()
             Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(out / names[i + j])
     if labels is not None:
-        doc = {"labels": [[name, int(k)] for name, k in zip(names, labels.tolist(),
-                                                            strict=True)]}
+        doc: dict[str, Any] = {"labels": [[name, int(k)] for name, k in
+                                          zip(names, labels.tolist(), strict=True)]}
+        if classes is not None:
+            doc["classes"] = [str(c) for c in classes]
         (out / "dataset.json").write_text(json.dumps(doc) + "\n")
     return n
 
@@ -189,7 +194,7 @@ def sample_command(cfg: DictConfig) -> dict[str, Any]:
             raise UserError("format=folder writes images; this checkpoint models points.")
         labels = folder_labels(cfg, run, chosen) if run.classes is not None else None
         write_folder(run.G, cfg.n, run.z_dim, out, cfg.seed, cfg.temperature, run.device,
-                     cfg.batch, labels)
+                     cfg.batch, labels, run.classes)
         print(f"wrote {cfg.n} samples to {out}/ (iter {run.iter} of {cfg.ckpt})"
               + ("; their labels in dataset.json" if labels is not None else ""))
         return {"n": cfg.n, "out": str(out)}

@@ -106,6 +106,30 @@ def test_acc_reads_stacked_digits_channel_by_channel():
     assert classwise.accuracy(inputs(swapped, None, acc=read))["acc"] <= 1 - distinct.mean() + 0.05
 
 
+def test_acc_of_a_stacked_digits_folder_with_few_of_its_classes(cli, tmp_path):
+    """`ganqp fid samples=DIR fid.metrics=[acc]` on 60 real stacked digits (RGB, a digit
+    per channel) labelled 100 R + 10 G + B in a dataset.json naming the 1,000 classes, as
+    `ganqp sample format=folder` writes it: most classes drew no sample, the largest label
+    is not 999, and acc needs no extractor (no Inception weights here)."""
+    import torch
+    d = Digits(16)
+    picks = np.random.default_rng(3).integers(0, 1797, (60, 3))
+    images = d.tensor[:, 0][torch.from_numpy(picks)].permute(0, 2, 3, 1).numpy()
+    labels = d.labels()[torch.from_numpy(picks)].numpy() @ np.array([100, 10, 1])
+    folder = tmp_path / "s"
+    folder.mkdir()
+    for i, img in enumerate(images):
+        Image.fromarray(img).save(folder / f"{i:06d}.png")
+    doc = {"labels": [[f"{i:06d}.png", int(k)] for i, k in enumerate(labels)],
+           "classes": [f"{k:03d}" for k in range(1000)]}
+    (folder / "dataset.json").write_text(json.dumps(doc))
+    out = tmp_path / "acc.json"
+    r = cli("fid", f"samples={folder}", "fid.metrics=[acc]", f"out={out}")
+    assert r.code == 0, r
+    got = json.loads(out.read_text())
+    assert got["acc"] >= 0.9 and got["acc_n"] == 60 and got["extractor"] == "none"
+
+
 @pytest.mark.parametrize("classes, fits", [
     ([str(k) for k in range(10)], True),
     ([f"{k} - {w}" for k, w in enumerate("zero one two three four five six seven eight "

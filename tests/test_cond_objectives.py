@@ -27,6 +27,7 @@ OBJECTIVES = sorted(p.name[:-5] for p in
                     if p.name.endswith(".yaml"))
 TINY = ["res=16", "arch.width=0.125", "train.batch_size=8", "device=cpu", "cond=true",
         "arch.z_dim=8"]
+R3GAN = ["arch=r3gan", "arch.widths=[128,64,64]", "arch.blocks=1"]  # 16-8-8 channels
 
 
 class Recording:
@@ -79,6 +80,7 @@ def test_every_objective_trains_conditionally_unchanged(objective):
 
 @pytest.mark.parametrize("extra", [
     ["arch=dcgan"], ["arch=resnet", "objective=hinge-sn"], ["objective.critic=pair"],
+    [*R3GAN, "objective=rpgan"], [*R3GAN, "objective=o-gan"], [*R3GAN, "objective.critic=pair"],
     ["reg.r1=1", "reg.r2=1", "reg.lecam=0.1"], ["aug=diffaugment"],
     ["aug=ada", "aug.interval=1"], ["train.amp=bf16", "objective=sgan-sn"],
 ], ids=lambda e: " ".join(e))

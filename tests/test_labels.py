@@ -89,6 +89,12 @@ def test_dataset_json_gives_the_labels_whatever_the_folders(tmp_path):
     held = ImageFolder(str(root), 16, holdout=0.34, split="heldout")  # the split's labels
     assert len(held) == 3 and all(classes_of(held.load(i)[None]).item() == held.label(i)
                                   for i in range(3))
+    # a "classes" list (what `ganqp sample format=folder` adds) names them, unused ones too
+    doc = {"labels": [[r, k] for r, k in given.items()], "classes": list("abcdefg")}
+    (root / "dataset.json").write_text(json.dumps(doc))
+    d = ImageFolder(str(root), 16)
+    assert d.classes == list("abcdefg") and d.labels().tolist() == [
+        given[Path(f).relative_to(root).as_posix()] for f in d.files]
 
 
 def test_an_unreadable_image_is_replaced_with_its_label(tmp_path):
@@ -183,12 +189,17 @@ def test_folders_without_labels_say_why(tmp_path, layout, says):
     ([["0.png", 0], ["1.png", -2]], "label -2 of 1.png is out of range"),
     ([["0.png", 0], ["1.png", "cat"]], "label 'cat' of 1.png is out of range"),
     ({"0.png": 0}, "not in StyleGAN2-ADA's form"),
+    (([["0.png", 0], ["1.png", 2]], ["a", "b"]),
+     'label 2 is out of range: "classes" names 2 classes (labels 0 to 1)'),
+    (([["0.png", 0], ["1.png", 1]], "ab"), '"classes" must be a list of class names'),
 ])
 def test_bad_label_files_are_refused_naming_the_file(tmp_path, labels, says):
     root = tmp_path / "imgs"
     flat(root / "0.png", 0)
     flat(root / "1.png", 1)
-    (root / "dataset.json").write_text(json.dumps({"labels": labels}))
+    doc = {"labels": labels[0], "classes": labels[1]} if isinstance(labels, tuple) else \
+        {"labels": labels}
+    (root / "dataset.json").write_text(json.dumps(doc))
     d = ImageFolder(str(root), 16)  # an unconditional run never reads the labels
     assert len(d) == 2
     with pytest.raises(UserError, match="dataset.json") as err:

@@ -5,7 +5,9 @@ objective on it."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -15,8 +17,8 @@ import torch
 from torch import nn
 
 from ganqp_cli.errors import UserError
-from ganqp_cli.networks import R3GANArch
-from ganqp_cli.networks.r3gan import Block, Resample
+from ganqp_cli.networks import ConditionalArch, R3GANArch, conditioned
+from ganqp_cli.networks.r3gan import Block, EmbeddingProjection, Resample
 from ganqp_cli.networks.validation import validate_arch
 from ganqp_cli.objectives import GANQP, OGAN, BiGANQP
 from tests.conftest import TINY, read_metrics
@@ -34,9 +36,48 @@ def test_parameter_counts_of_the_published_configurations(preset):
     assert r3gan_params.built(res, keys) == r3gan_params.arithmetic(stages)
 
 
+@pytest.mark.parametrize("preset", list(r3gan_params.CLASSES))
+def test_parameter_counts_of_the_published_conditional_configurations(preset):
+    res, keys, stages = r3gan_params.PRESETS[preset]
+    n = r3gan_params.CLASSES[preset]
+    assert r3gan_params.built(res, keys, n_classes=n) == r3gan_params.arithmetic(stages,
+                                                                                n_classes=n)
+
+
 def test_cifar10_counts_written_out():
     # 4 stages of 768 channels, 2 blocks each: 8 x 2,583,552 in the blocks
     assert r3gan_params.built(32, {}) == (20_732_160, 20_683_776)
+
+
+def _digest(m: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in m.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def test_unconditional_networks_are_unchanged_by_the_conditional_ones():
+    """The numbers main's arch=r3gan gave before cond=true reached it (a running sweep
+    compares against them): parameter names, init order and values bitwise, the outputs."""
+    shape = (3, 16, 16)
+    torch.manual_seed(0)
+    arch = R3GANArch(z_dim=8, widths=[16, 8, 8], blocks=1)
+    G, D = arch.generator(shape), arch.critic(shape)
+    assert sum(p.numel() for p in G.parameters()) == 11416
+    assert sum(p.numel() for p in D.parameters()) == 11304
+    assert (_digest(G), _digest(D)) == ("696555952b8c98d9", "82febffd3c5c3afe")
+    x = G(torch.randn(4, 8, generator=torch.Generator().manual_seed(1)))
+    assert x.double().sum().item() == pytest.approx(-172.99008406593202, rel=1e-6)
+    assert x.double().abs().sum().item() == pytest.approx(1274.2947636680983, rel=1e-6)
+    np.testing.assert_allclose(D(x).flatten().tolist(), [-0.343178391456604, 0.055507052689790726,
+                               -0.43663498759269714, 0.05211339145898819], rtol=1e-5)
+    torch.manual_seed(0)
+    D = R3GANArch(z_dim=8, widths=[16, 8, 8], blocks=1, sn=True).critic(shape)
+    assert _digest(D) == "792942c6c1c8876d"
+    np.testing.assert_allclose(D(x).flatten().tolist(), [0.01837766543030739,
+                               -0.004770937375724316, 0.008972566574811935,
+                               0.023147597908973694], rtol=1e-5)
 
 
 def upfirdn(x: np.ndarray, up: int, down: int, pad: tuple[int, int]) -> np.ndarray:
@@ -157,3 +198,89 @@ def test_every_kind_of_objective_trains_with_r3gan(cli, tmp_path, objective):
         assert all(v is not None and math.isfinite(v) for v in row.values()), row
     if objective == ["objective=rpgan"]:  # its recipe: R1 and R2 on
         assert rows[-1]["reg_r1"] > 0 and rows[-1]["reg_r2"] > 0
+
+
+def test_conditional_networks_take_the_class_as_r3gans_code():
+    """cond=true: G reads [z; embed(y)] and D(x, y) = <W phi(x), embed'(y)>, no unconditional
+    term; the class changes both, and gradients reach exactly the classes of the batch."""
+    torch.manual_seed(0)
+    shape = (1, 16, 16)
+    arch = ConditionalArch(R3GANArch(z_dim=8, widths=[16, 8, 8], blocks=1), 10)
+    G, D = arch.generator(shape), arch.critic(shape)
+    assert isinstance(D, EmbeddingProjection) and D.head.bias is None and D.codes is None
+    z, y = torch.randn(6, 8).repeat(2, 1), torch.tensor([0] * 6 + [7] * 6)
+    with conditioned(G, y), conditioned(D, y):
+        x = G(z)
+        s = D(x)
+    assert x.shape == (12, 1, 16, 16) and s.shape == (12, 1)
+    assert (x[:6] - x[6:]).abs().amax() > 1e-2  # same z, other class
+    torch.testing.assert_close(x, G.net(torch.cat([z, G.embed.weight[y]], 1)))
+    phi = D.trunk(x)
+    torch.testing.assert_close(s, ((phi @ D.head.weight.T) * D.embed.weight[y]).sum(1, True))
+    with torch.no_grad(), conditioned(D, y.flip(0)):
+        assert (D(x) - s).abs().amax() > 1e-3  # same image, other class
+    (s.sum() + x.square().mean()).backward()
+    for embed in (G.embed, D.embed):
+        used = embed.weight.grad.abs().sum(1) > 0
+        assert used.tolist() == [k in (0, 7) for k in range(10)]
+    with pytest.raises(RuntimeError, match="class-conditional"):
+        D(x)
+
+
+def test_conditional_initialisation_encoder_and_spectral_norm():
+    """Their scales: G's embedding N(0, 1/classes) (He-normal of the one-hot's linear layer),
+    D's N(0, 1/(C classes)), C the 4 px stage's channels; the encoders' codes get the
+    projection added to each; under spectral norm the embedding is normalised too."""
+    torch.manual_seed(0)
+    shape, n = (3, 16, 16), 1000
+    arch = ConditionalArch(R3GANArch(z_dim=64, widths=[16, 8, 8], blocks=1), n)
+    G, D = arch.generator(shape), arch.critic(shape)
+    assert G.embed.weight.shape == (n, 64) and D.embed.weight.shape == (n, 16)
+    assert G.embed.weight.std().item() == pytest.approx(n ** -0.5, rel=0.03)
+    assert D.embed.weight.std().item() == pytest.approx((16 * n) ** -0.5, rel=0.03)
+    x, y = torch.randn(5, *shape), torch.tensor([3, 999, 0, 3, 500])
+    enc = arch.encoder(shape, 4)
+    with torch.no_grad(), conditioned(enc, y):
+        e = enc(x)
+        h = enc.trunk(x)
+    assert e.shape == (5, 4) and enc.codes.bias.shape == (4,)
+    proj = ((h @ enc.head.weight.T) * enc.embed.weight[y]).sum(1, keepdim=True)
+    torch.testing.assert_close(e, h @ enc.codes.weight.T + enc.codes.bias + proj)
+    with torch.no_grad(), conditioned(enc, y.flip(0)):
+        assert (enc(x) - e).abs().amax() > 1e-4  # the codes answer to the class
+    sn = ConditionalArch(R3GANArch(z_dim=8, widths=[16, 8, 8], blocks=1, sn=True), n)
+    D = sn.critic(shape)
+    assert nn.utils.parametrize.is_parametrized(D.embed, "weight")
+    assert nn.utils.parametrize.is_parametrized(D.head, "weight")
+    with torch.no_grad(), conditioned(D, y):
+        assert torch.isfinite(D(x)).all()
+
+
+@pytest.mark.slow
+def test_cond_r3gan_trains_on_stacked_digits_and_samples_a_class(cli, tmp_path):
+    """2 iterations of cond=true RpGAN on the 1,000 classes; `ganqp sample class=735`, and
+    `acc` and `modes` of the checkpoint equal to those of its 50 samples written as a folder
+    (whose dataset.json names all 1,000 classes though few are drawn)."""
+    run = tmp_path / "run"
+    r = cli("train", *TINY, "data=stacked-digits", "cond=true", "arch=r3gan",
+            "arch.widths=[16,8,8]", "arch.blocks=1", "objective=rpgan", "train.iters=2",
+            "train.log_every=1", "train.sample_every=0", "train.ckpt_every=0",
+            f"hydra.run.dir={run}")
+    assert r.code == 0, r
+    for row in read_metrics(run):
+        assert all(v is not None and math.isfinite(v) for v in row.values()), row
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert len(ckpt["classes"]) == 1000
+    ckpt = run / "checkpoints" / "last.pt"
+    r = cli("sample", f"ckpt={ckpt}", "class=735", "n=4", f"out={tmp_path / 'seven.png'}")
+    assert r.code == 0 and (tmp_path / "seven.png").is_file(), r
+    r = cli("sample", f"ckpt={ckpt}", "format=folder", "n=50", "seed=0", f"out={tmp_path / 's'}")
+    assert r.code == 0, r
+    got = []
+    for what in (f"ckpt={ckpt}", f"samples={tmp_path / 's'}"):
+        out = tmp_path / "fid.json"
+        r = cli("fid", what, "n=50", "fid.metrics=[acc,modes]", f"out={out}")
+        assert r.code == 0, r
+        got.append(json.loads(out.read_text()))
+    keys = ("acc", "acc_n", "modes", "modes_kl", "modes_n")
+    assert [got[0][k] for k in keys] == [got[1][k] for k in keys] and got[0]["acc_n"] == 50

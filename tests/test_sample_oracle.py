@@ -140,4 +140,6 @@ def test_folder_writes_the_labels_of_its_images(cli, hand_cond, tmp_path):
     assert_pixels(got, expected_cond(seeded_normal(9, 4), labels))
     # the folder reads back as a labelled data set, its labels those of the file
     from ganqp_cli.data import ImageFolder
-    assert ImageFolder(str(out), 16, channels=1).labels().tolist() == labels
+    folder = ImageFolder(str(out), 16, channels=1)
+    assert folder.labels().tolist() == labels
+    assert doc["classes"] == folder.classes == CLASSES  # dog too, which drew no sample

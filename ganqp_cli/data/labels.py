@@ -2,7 +2,9 @@
 
     dataset.json   {"labels": [["relative/path.png", 3], ...]} at data.root (StyleGAN2-ADA's
                    form; "labels": null means none): label k is class "k", k from 0 to the
-                   largest label
+                   largest label, or the k-th name of an optional "classes" list (ganqp's
+                   addition, which `ganqp sample format=folder` writes: a sample folder
+                   keeps its model's classes, also those it drew no sample of)
     subfolders     every image in a subfolder of data.root (at any depth below it), the
                    classes the subfolders' names, sorted (torchvision's ImageFolder)
 
@@ -73,7 +75,20 @@ def from_label_file(path: Path, files: list[Path], root: Path) -> FolderLabels:
                         f"under data.root (e.g. {without[0]}); label every image, or remove "
                         "the images that have none.")
     labels = np.array([given[n] for n in names], dtype=np.int64)
-    return FolderLabels([str(k) for k in range(int(labels.max()) + 1)], labels)
+    return FolderLabels(_class_names(doc.get("classes"), int(labels.max()), key), labels)
+
+
+def _class_names(given: object, largest: int, key: str) -> list[str]:
+    """dataset.json's "classes" if it has them, else "0" to the largest label."""
+    if given is None:
+        return [str(k) for k in range(largest + 1)]
+    if not (isinstance(given, list) and given and all(isinstance(c, str) for c in given)):
+        raise UserError(f'{key}: "classes" must be a list of class names (strings), the k-th '
+                        f"naming label k; got {str(given)[:80]}.")
+    if largest >= len(given):
+        raise UserError(f'{key}: the label {largest} is out of range: "classes" names '
+                        f"{len(given)} classes (labels 0 to {len(given) - 1}).")
+    return list(given)
 
 
 def from_subfolders(files: list[Path], root: Path) -> FolderLabels:

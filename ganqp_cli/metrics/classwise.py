@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ganqp_cli.errors import UserError
+from ganqp_cli.metrics.digits import classifier, read_channels
 from ganqp_cli.metrics.frechet import frechet_distance
 from ganqp_cli.metrics.stats import Stats
 
@@ -98,7 +99,6 @@ def ifid_text(r: dict[str, Any]) -> str:
 # Classes the digits classifier reads: 10 digits (the image's grey mean, as it reads the
 # digits), or the 1,000 three-digit numbers of stacked digits (one digit per channel R, G, B).
 PLACES = {10: 1, 1000: 3}
-_CLASSIFIER: dict[str, Any] = {}
 
 
 def fits_digits(classes: list[str] | None) -> bool:
@@ -121,23 +121,12 @@ def check_acc_fits(classes: list[str] | None, key: str) -> None:
                         f"{shown}. Leave acc out of fid.metrics.")
 
 
-def classifier(device: Any) -> Any:
-    """The digits classifier (trained and cached on first use), one per device."""
-    key = str(device)
-    if key not in _CLASSIFIER:
-        from ganqp_cli.metrics.digits import DigitsExtractor
-        with torch.random.fork_rng(devices=[]):  # leave the run's random stream alone
-            _CLASSIFIER.clear()
-            _CLASSIFIER[key] = DigitsExtractor.create(None, None, "legacy", False).to(device)
-    return _CLASSIFIER[key]
-
-
 def read_digits(images: torch.Tensor, net: Any) -> torch.Tensor:
     """uint8 images (N, C, H, W) -> (N, 4): the digit the classifier reads in the image
     (channels averaged), then in each of R, G, B (the one channel thrice for grey)."""
-    n, c, h, w = images.shape
+    n, c = images.shape[:2]
     whole = net.run(images, logits=True)[1].argmax(1)
-    per = net.run(images.reshape(n * c, 1, h, w), logits=True)[1].argmax(1).view(n, c)
+    per = read_channels(images, net)
     return torch.cat([whole[:, None], per.expand(n, 3) if c == 1 else per], 1)
 
 

@@ -1,6 +1,8 @@
 """The offline digits extractor: a small CNN trained on the bundled digits; its penultimate
 layer gives the features and its 10-way head the logits. A domain metric for the digits,
-not comparable with Inception FID."""
+not comparable with Inception FID. The same classifier reads the digits of samples for
+`fid.metrics=[acc]` (metrics.classwise) and `[modes]` (metrics.modes): `classifier`,
+`read_channels`."""
 
 from __future__ import annotations
 
@@ -171,3 +173,23 @@ class DigitsExtractor(Extractor):
              ) -> tuple[torch.Tensor, torch.Tensor | None]:
         h = self.net.features(digits_input(images, self.resize))
         return h * self.scale, (self.net.head(h) if logits else None)
+
+
+_READER: dict[str, DigitsExtractor] = {}
+
+
+def classifier(device: torch.device | str) -> DigitsExtractor:
+    """The digits classifier that reads samples' digits (trained and cached on first use),
+    kept for the last device asked for."""
+    key = str(device)
+    if key not in _READER:
+        with torch.random.fork_rng(devices=[]):  # leave the run's random stream alone
+            _READER.clear()
+            _READER[key] = DigitsExtractor.create(None, None, "legacy", False).to(device)
+    return _READER[key]
+
+
+def read_channels(images: torch.Tensor, net: DigitsExtractor) -> torch.Tensor:
+    """uint8 images (N, C, H, W) -> (N, C) int64: the digit `net` reads in each channel."""
+    n, c, h, w = images.shape
+    return net.run(images.reshape(n * c, 1, h, w), logits=True)[1].argmax(1).view(n, c)

@@ -14,7 +14,7 @@ from torch import nn
 
 from ganqp_cli import distributed as dist_
 from ganqp_cli.metrics import registry as R
-from ganqp_cli.metrics.extractor_base import Extractor
+from ganqp_cli.metrics.extractor_base import Extractor, NoFeatures
 from ganqp_cli.metrics.extractors import extractor_for
 from ganqp_cli.metrics.features import Extracted, Source, extract, generator_source
 from ganqp_cli.metrics.stats import Stats
@@ -24,8 +24,7 @@ def extractor_of(fc: Any, metrics: list[R.Metric], device: torch.device | str) -
     """The fid.* extractor, or none at all when no selected metric needs features."""
     if R.needs_features(metrics):
         return extractor_for(fc, device)
-    from ganqp_cli.metrics.modes import no_features
-    return no_features().to(device)
+    return NoFeatures().to(device)
 
 
 def score(got: Extracted, ref: Stats | None, fc: Any, metrics: list[R.Metric],

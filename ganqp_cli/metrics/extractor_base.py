@@ -101,3 +101,20 @@ class Extractor(nn.Module):
     def _run(self, images: torch.Tensor, logits: bool
              ) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
+
+
+class NoFeatures(Extractor):
+    """The extractor of an evaluation whose metrics need no features (`modes`, `acc`: the
+    digits classifier reads the samples in their probes): no network to load (no Inception
+    weights), zero-width features."""
+
+    name, dims, n_classes, weights_id = "none", 0, 0, "none"
+
+    def __init__(self) -> None:
+        super().__init__("legacy", False)
+        # where extraction runs (features.extract reads the extractor's device)
+        self.anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
+
+    def _run(self, images: torch.Tensor, logits: bool
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return images.new_zeros((images.shape[0], 0), dtype=torch.float32), None

@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from ganqp_cli.errors import UserError
+from ganqp_cli.metrics.digits import classifier, read_channels
 
 N_MODES = 1000
 # Data sets whose items are three digits as R, G, B: the digits classifier fits them.
 FITTING_DATA = ("stacked-digits",)
-_CLASSIFIER: dict[str, Any] = {}
 
 
 def check_fits(data_name: str | None, key: str) -> None:
@@ -38,26 +38,13 @@ def check_fits(data_name: str | None, key: str) -> None:
                     "Leave modes out of fid.metrics, or train on data=stacked-digits.")
 
 
-def classifier(device: torch.device | str) -> Any:
-    """The digits classifier (trained and cached on first use), one per device."""
-    key = str(device)
-    if key not in _CLASSIFIER:
-        from ganqp_cli.metrics.digits import DigitsExtractor
-        with torch.random.fork_rng(devices=[]):  # leave the run's random stream alone
-            _CLASSIFIER.clear()
-            _CLASSIFIER[key] = DigitsExtractor.create(None, None, "legacy", False).to(device)
-    return _CLASSIFIER[key]
-
-
 def channel_digits(images: torch.Tensor, net: Any) -> torch.Tensor:
     """uint8 images (N, 3, H, W) -> (N, 3) int64: the digit the classifier reads in each
     channel."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise UserError(f"fid.metrics=[modes] needs RGB images (3 channels, one digit each); "
                         f"got images of shape {tuple(images.shape[1:])}.")
-    n, _, h, w = images.shape
-    logits = net.run(images.reshape(n * 3, 1, h, w), logits=True)[1]
-    return logits.argmax(1).view(n, 3)
+    return read_channels(images, net)
 
 
 def probe(device: torch.device | str) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]:
@@ -88,23 +75,3 @@ def compute(inp: Any) -> dict[str, Any]:
 def text(r: dict[str, Any]) -> str:
     return (f"modes {r['modes']} of {N_MODES}  KL(p || uniform) {r['modes_kl']:.4f} "
             f"({r['modes_n']} samples, each channel read by the digits classifier)")
-
-
-def no_features() -> Any:
-    """The extractor of an evaluation whose metrics need no features (`modes` alone): no
-    network to load (no Inception weights), zero-width features."""
-    from ganqp_cli.metrics.extractor_base import Extractor
-
-    class NoFeatures(Extractor):
-        name, dims, n_classes, weights_id = "none", 0, 0, "none"
-
-        def __init__(self) -> None:
-            super().__init__("legacy", False)
-            # where extraction runs (features.extract reads the extractor's device)
-            self.anchor = torch.nn.Parameter(torch.zeros(0), requires_grad=False)
-
-        def _run(self, images: torch.Tensor, logits: bool
-                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-            return images.new_zeros((images.shape[0], 0), dtype=torch.float32), None
-
-    return NoFeatures()

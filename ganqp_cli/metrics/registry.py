@@ -131,7 +131,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("ifid", {"ifid": LOWER}, ("ifid_classes",), classwise.intra_fid, classwise.ifid_text,
            needs_ref_features=True),
     Metric("acc", {"acc": HIGHER}, ("acc_n",), classwise.accuracy, classwise.acc_text,
-           needs_ref=False, probe=classwise.digit_probe),
+           needs_ref=False, needs_features=False, probe=classwise.digit_probe),
     Metric("modes", {"modes": HIGHER, "modes_kl": LOWER}, ("modes_n",), modes_.compute,
            modes_.text, needs_ref=False, needs_features=False, probe=modes_.probe),
 )}

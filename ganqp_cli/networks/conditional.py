@@ -24,7 +24,10 @@ What each architecture's authors used:
   <embed(y), phi(x)>, phi the critic's trunk; with spectral norm the embedding is normalised
   too, as theirs. Critics with several outputs (the encoder models) add the projection to
   each. A trunk that other critics build on (GAN-QP's pair critic) gets the class
-  embedding concatenated to its features.
+  embedding concatenated to its features;
+- arch=r3gan: R3GAN's own (networks.r3gan): the class embedding concatenated to z, and a
+  critic whose last layer outputs an embedding-sized vector dotted with the class's
+  embedding (no unconditional term).
 """
 
 from __future__ import annotations
@@ -135,11 +138,16 @@ class ProjectionCritic(Conditional):
         return self.head(h) + proj
 
     def normalise(self, on: bool) -> ProjectionCritic:
-        """Spectral norm on every layer, the class embedding included (as their code)."""
-        if on:
-            spectral.spectral_normalise(self, (nn.Conv2d, nn.Linear))
-            spectral.spectral_norm(self.embed)
-        return self
+        return normalised(self, on)
+
+
+def normalised(critic: nn.Module, on: bool) -> Any:
+    """`on`: spectral norm on every layer of a projection critic, its class embedding
+    (`critic.embed`) included (as Miyato & Koyama's code)."""
+    if on:
+        spectral.spectral_normalise(critic, (nn.Conv2d, nn.Linear))
+        spectral.spectral_norm(critic.embed)
+    return critic
 
 
 class LabelledTrunk(Conditional):
@@ -184,7 +192,7 @@ class ConditionalArch:
         for method in ("conditional_generator", "conditional_critic"):
             if not callable(getattr(arch, method, None)):
                 raise UserError(f"cond=true: arch={name} has no class-conditional networks; "
-                                "use arch=gan-qp, dcgan, resnet or mlp, or cond=false.")
+                                "use arch=gan-qp, dcgan, resnet, r3gan or mlp, or cond=false.")
         critic_bias = inspect.signature(arch.critic).parameters.get("bias")
         self.critic_bias = bool(critic_bias.default) if critic_bias is not None else True
 

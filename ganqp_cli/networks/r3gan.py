@@ -42,6 +42,12 @@ from ganqp_cli.networks.common import (
     _levels,
     _maybe_sn,
 )
+from ganqp_cli.networks.conditional import (
+    ConcatGenerator,
+    Conditional,
+    concat_generator,
+    normalised,
+)
 
 LRELU_GAIN = math.sqrt(2 / (1 + 0.2 ** 2))  # keeps the variance through LeakyReLU(0.2)
 GROUP_CHANNELS = 16  # channels per group when arch.cardinality is null
@@ -212,10 +218,11 @@ class R3GANArch(EncoderFromCritic):
         return [Block(s.channels, self.expansion, s.groups, gain, zero_last=not self.sn)
                 for _ in range(s.blocks)]
 
-    def generator(self, shape: Shape) -> Generator:
+    def generator(self, shape: Shape, extra: int = 0) -> Generator:
+        """`extra`: inputs besides z (a class embedding, networks.conditional)."""
         stages = self.stages(shape)
         gain = self._gain(stages)
-        layers: list[nn.Module] = [GenerativeBasis(self.z_dim, stages[0].channels)]
+        layers: list[nn.Module] = [GenerativeBasis(self.z_dim + extra, stages[0].channels)]
         for prev, s in zip([None, *stages[:-1]], stages, strict=True):
             if prev is not None:
                 layers.append(Transition(prev.channels, s.channels, up=True))
@@ -241,6 +248,51 @@ class R3GANArch(EncoderFromCritic):
         body, feats = self.trunk(shape)
         body.append(_msr(nn.Linear(feats, out_dim, bias=bias)))
         return _maybe_sn(body, self.sn)
+
+    # class-conditional networks (cond=true), as R3GAN's code: a class embedding
+    # concatenated to z, and a critic whose last layer's outputs are projected on the class
+    def conditional_generator(self, shape: Shape, n_classes: int) -> ConcatGenerator:
+        """[z; embed(y)] into the generative basis: embed(y) is a bias-free linear layer of
+        the one-hot class with z_dim outputs, He-normal (so N(0, 1 / n_classes) entries)."""
+        G = concat_generator(self, shape, n_classes)
+        with torch.no_grad():
+            G.embed.weight.normal_(0.0, n_classes ** -0.5)
+        return G
+
+    def conditional_critic(self, shape: Shape, n_classes: int, out_dim: int = 1,
+                           bias: bool = False) -> nn.Module:
+        trunk, feats = self.trunk(shape)
+        return normalised(EmbeddingProjection(trunk, feats, n_classes, out_dim, bias), self.sn)
+
+
+class EmbeddingProjection(Conditional):
+    """R3GAN's conditional critic: D(x, y) = <W phi(x), embed(y)>, phi the trunk (its
+    features, the 4 px stage's C channels), W its last linear layer with C outputs instead of
+    one, embed(y) C numbers. No unconditional term: the class embedding is the output layer.
+
+    As their code: W He-normal, embed a bias-free linear layer of the one-hot class with
+    He-normal weights times 1 / sqrt(C) (entries N(0, 1 / (C n_classes))): the score starts
+    1 / sqrt(n_classes) times the unconditional critic's (a one-hot input has one active
+    entry of the n_classes its initialisation counts). An encoder (`out_dim` codes, `bias`:
+    BiGAN-QP, O-GAN), which R3GAN has not, is the unconditional critic's linear layer of
+    codes with the projection added to each, as ProjectionCritic's encoders."""
+
+    def __init__(self, trunk: nn.Module, feats: int, n_classes: int, out_dim: int = 1,
+                 bias: bool = False) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.head = _msr(nn.Linear(feats, feats, bias=False))
+        self.embed = nn.Embedding(n_classes, feats)
+        with torch.no_grad():
+            self.embed.weight.normal_(0.0, (feats * n_classes) ** -0.5)
+        self.codes = _msr(nn.Linear(feats, out_dim, bias=bias)) if out_dim > 1 or bias \
+            else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.trunk(x)
+        e = self.embed(self.current_labels()).to(h.dtype)
+        proj = (self.head(h) * e).sum(1, keepdim=True)
+        return proj if self.codes is None else self.codes(h) + proj
 
 
 def _default_groups(hidden: int) -> int:
