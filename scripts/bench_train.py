@@ -58,6 +58,7 @@ def child_ganqp(a: argparse.Namespace) -> dict:
     total = a.warmup + a.iters
     main(["train", f"arch={a.arch}", f"res={a.res}", "arch.width=1.0", f"device={a.device}",
           f"train.batch_size={a.batch}", f"train.iters={total}", f"train.log_every={a.log_every}",
+          f"train.threads={a.threads}",  # as the hand-written loop's (the digits preset: 1)
           "train.sample_every=0", "train.ckpt_every=0", "train.keep_ckpts=0",
           f"hydra.run.dir={run}"])
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -318,6 +319,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3,
                    help="timed blocks per configuration inside one 2-process launch")
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads of both loops (0: torch's default)")
     p.add_argument("--loader-res", type=int, nargs="*", default=[64, 128])
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--source-size", type=int, default=512, help="side of the JPEGs on disk")
@@ -339,6 +342,8 @@ def run_child(spec: str) -> None:
     ns = argparse.Namespace(**json.loads(spec))
     ns.dev = "cuda" if ns.device == "auto" and torch.cuda.is_available() else (
         "cpu" if ns.device == "auto" else ns.device)
+    if ns.mode == "reference" and ns.threads > 0:
+        torch.set_num_threads(ns.threads)
     fn = {"ganqp": child_ganqp, "reference": child_reference, "loader": child_loader,
           "dist": child_dist, "syncs": child_syncs}
     result = fn[ns.mode](ns)

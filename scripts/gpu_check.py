@@ -40,6 +40,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gpu_speed  # noqa: E402
+from bench_train import make_jpegs  # noqa: E402
 
 ALL_OBJECTIVES = ["gan-qp", "gan-qp-l2", "bigan-qp", "o-gan", "wgan", "wgan-gp", "wgan-div",
                   "wgan-sn", "sgan-sn", "lsgan-sn", "hinge-sn", "fgan-kl", "fgan-reverse-kl",
@@ -107,7 +108,7 @@ def check_speed(a: argparse.Namespace, work: Path, deadline: float) -> None:
         + (f"{sheet:.0f} TFLOP/s" if sheet else "unknown for this device"), None,
         measured_tflops=measured, datasheet_tflops=sheet)
     source = work / "source"
-    gpu_speed.make_source(source, a.images, max(a.speed_res))
+    make_jpegs(source, a.images, max(a.speed_res))
     roots = {res: gpu_speed.prepare(source, res, work / f"prepared{res}", a.prepare_workers)
              for res in a.speed_res}
     best: dict[int, float] = {}

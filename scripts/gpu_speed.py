@@ -23,13 +23,16 @@ from __future__ import annotations
 import contextlib
 import copy
 import resource
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import make_jpegs  # noqa: E402
 
 # Dense bf16 Tensor Core peaks from the vendors' datasheets (TFLOP/s, without sparsity).
 DATASHEET_BF16 = {"H200": 989.4, "H100 SXM": 989.4, "H100 80GB HBM3": 989.4,
@@ -233,17 +236,6 @@ def bf16_peak(dev: torch.device) -> tuple[float | None, float]:
     return sheet, 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
 
 
-def make_source(folder: Path, n: int, size: int) -> None:
-    """`n` smooth random colour JPEGs of `size` px (compressible like photos)."""
-    from PIL import Image
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        small = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
-        img = Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC)
-        img.save(folder / f"{i:05d}.jpg", quality=90)
-
-
 def prepare(source: Path, res: int, out: Path, workers: int) -> Path:
     """`ganqp prepare data=folder data.root=source res=res out=out` in this process."""
     from ganqp_cli.cli import main
@@ -286,7 +278,7 @@ def main() -> None:
                            args.cpu_smoke else 30, data_workers=2, data_iters=4)
     res = 16 if args.cpu_smoke else 256
     with tempfile.TemporaryDirectory() as tmp:
-        make_source(Path(tmp) / "src", 8 if args.cpu_smoke else 512, res)
+        make_jpegs(Path(tmp) / "src", 8 if args.cpu_smoke else 512, res)
         root = prepare(Path(tmp) / "src", res, Path(tmp) / f"p{res}", 2)
         for flags in FLAGS:
             ours, ref = ganqp_speed(a, res, flags, root), hand_speed(a, res, flags, root)

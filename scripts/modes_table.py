@@ -8,9 +8,10 @@ time: each logged window's iterations over its it_per_s, evaluations excluded) a
 overrides that not every job shares.
 
 - equal iterations: the evaluation at the largest iteration every job reached;
-- equal time: for each job the last evaluation within the time the cheapest row needs for
-  those iterations. With `--measure-costs` each row's time per iteration is measured anew,
-  relative to the `--reference` row, as the benchmarks measure (short runs of the row's own
+- equal time: for each job the last evaluation within the time the reference row needs for
+  those iterations (a cheaper row: its last evaluation, reached in less time). With
+  `--measure-costs` each row's time per iteration is measured anew, relative to the
+  `--reference` row, as the benchmarks measure (short runs of the row's own
   configuration, alternated pairs, the median ratio: scripts/paired.py), which a busy shared
   machine disturbs far less than the sweep's own wall-clock times, used otherwise (each
   logged window's iterations over its it_per_s, evaluations excluded; or `--seconds T`).
@@ -124,11 +125,11 @@ def table(jobs: list[Job], seconds: float | None = None,
     """The Markdown table; `costs`: each row's time per iteration relative to a reference."""
     groups = groups_of(jobs)
     last = min(j.evals[-1][0] for j in jobs)  # every job has an evaluation there
-    if costs is not None:  # in iterations of each row: the cheapest row's `last` iterations
-        cheapest = min(c.median for c in costs.values())
-        reach = {name: last * cheapest / costs[name].median for name in groups}
-        intro = (f"Equal time: the time the cheapest row needs for {last:,} iterations "
-                 "(costs per iteration measured in alternated pairs).")
+    if costs is not None:  # relative to the reference row: its time for `last` iterations
+        reach = {name: last / costs[name].median for name in groups}
+        intro = (f"Equal time: the time the reference row (cost 1.00) needs for {last:,} "
+                 "iterations (costs per iteration measured in alternated pairs); a cheaper "
+                 f"row is shown at its last evaluation, reached in less time.")
         cost_head = "time / iteration (x reference, min-max)"
     else:
         if seconds is None:  # the fastest row's training time to that iteration

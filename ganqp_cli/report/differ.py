@@ -8,17 +8,9 @@ import json
 from typing import Any
 
 from ganqp_cli.report.runs import Run
+from ganqp_cli.trackers.base import flatten
 
 ABSENT = "–"
-
-
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict) and node:
-        out: dict[str, Any] = {}
-        for k, v in node.items():
-            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: node}
 
 
 def show(v: Any) -> str:
