@@ -155,3 +155,18 @@ def assert_same_state(a: object, b: object, where: str = "state") -> None:
             assert_same_state(x, y, f"{where}[{i}]")
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def assert_encoder_models_build(arch) -> None:  # noqa: ANN001 - any arch
+    """BiGAN-QP, O-GAN and GAN-QP's pair critic build on `arch` (z_dim 8) for 16-px grey
+    images, with the shapes their losses read."""
+    from ganqp_cli.objectives import GANQP, OGAN, BiGANQP
+    shape = (1, 16, 16)
+    x, z = torch.rand(4, *shape) * 2 - 1, torch.randn(4, 8)
+    m = BiGANQP(hidden=16).build(arch, shape)
+    assert m.E(x).shape == (4, 8) and m.D(x, z).shape == (4, 1)
+    m = OGAN().build(arch, shape)
+    assert m.D is m.encoder and m.D(x).shape == (4, 8)
+    obj = GANQP(critic="pair", pair_hidden=16)
+    m = obj.build(arch, shape)
+    assert obj.delta(m, x, m.G(z)).shape == (4,)

@@ -20,8 +20,7 @@ from ganqp_cli.errors import UserError
 from ganqp_cli.networks import ConditionalArch, R3GANArch, conditioned
 from ganqp_cli.networks.r3gan import Block, EmbeddingProjection, Resample
 from ganqp_cli.networks.validation import validate_arch
-from ganqp_cli.objectives import GANQP, OGAN, BiGANQP
-from tests.conftest import TINY, read_metrics
+from tests.conftest import TINY, assert_encoder_models_build, read_metrics
 
 _spec = importlib.util.spec_from_file_location(
     "r3gan_params", Path(__file__).resolve().parents[1] / "scripts" / "r3gan_params.py")
@@ -171,16 +170,7 @@ def test_cardinality_that_does_not_divide_is_refused_by_ganqp_train(cli, tmp_pat
 
 
 def test_encoder_models_and_the_pair_critic_build_on_r3gan():
-    arch = R3GANArch(z_dim=8, width=1 / 24)
-    shape = (1, 16, 16)
-    x, z = torch.rand(4, *shape) * 2 - 1, torch.randn(4, 8)
-    m = BiGANQP(hidden=16).build(arch, shape)
-    assert m.E(x).shape == (4, 8) and m.D(x, z).shape == (4, 1)
-    m = OGAN().build(arch, shape)
-    assert m.D is m.encoder and m.D(x).shape == (4, 8)
-    obj = GANQP(critic="pair", pair_hidden=16)
-    m = obj.build(arch, shape)
-    assert obj.delta(m, x, m.G(z)).shape == (4,)
+    assert_encoder_models_build(R3GANArch(z_dim=8, width=1 / 24))
 
 
 @pytest.mark.slow

@@ -14,8 +14,7 @@ from torch import nn
 
 from ganqp_cli.networks import ResNetArch
 from ganqp_cli.networks.resnet import DownBlock, UpBlock
-from ganqp_cli.objectives import GANQP, OGAN, BiGANQP
-from tests.conftest import TINY, read_metrics
+from tests.conftest import TINY, assert_encoder_models_build, read_metrics
 
 _spec = importlib.util.spec_from_file_location(
     "resnet_params", Path(__file__).resolve().parents[1] / "scripts" / "resnet_params.py")
@@ -76,16 +75,7 @@ def test_sn_and_d_norm():
 
 
 def test_encoder_models_and_the_pair_critic_build_on_resnet():
-    arch = ResNetArch(z_dim=8, width=1 / 16)
-    shape = (1, 16, 16)
-    x, z = torch.rand(4, *shape) * 2 - 1, torch.randn(4, 8)
-    m = BiGANQP(hidden=16).build(arch, shape)
-    assert m.E(x).shape == (4, 8) and m.D(x, z).shape == (4, 1)
-    m = OGAN().build(arch, shape)
-    assert m.D is m.encoder and m.D(x).shape == (4, 8)
-    obj = GANQP(critic="pair", pair_hidden=16)
-    m = obj.build(arch, shape)
-    assert obj.delta(m, x, m.G(z)).shape == (4,)
+    assert_encoder_models_build(ResNetArch(z_dim=8, width=1 / 16))
 
 
 @pytest.mark.parametrize("objective", [
