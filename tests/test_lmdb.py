@@ -64,6 +64,17 @@ def test_lmdb_opens_lazily_in_each_worker_process(tmp_path):
         assert torch.equal(next(a), next(b))
 
 
+def test_two_readers_of_one_database_in_one_process_share_its_environment(tmp_path):
+    # CI once failed here: `ganqp prepare` after an in-process `ganqp train` met the training
+    # set's still-open environment ("already open in this process") when gc had not run.
+    values = write_lmdb(tmp_path / "db")
+    first = open_images(str(tmp_path / "db"), 16)
+    first.load(0)
+    second = open_images(str(tmp_path / "db") + "/", 16)  # the same files, spelt differently
+    assert torch.equal(second.load(3), first.load(3))
+    assert len(second) == len(values)
+
+
 def test_lsun_config_trains_on_the_lmdb_and_prepares_it(cli, tmp_path):
     write_lmdb(tmp_path / "db", bad=(5,))
     args = [*TINY, "data=lsun-church", f"data.root={tmp_path / 'db'}", "train.batch_size=4"]

@@ -1,7 +1,7 @@
 """LSUN as shipped: an LMDB directory (data.mdb) whose values are encoded images (webp/jpeg).
 
-The database is opened lazily in each process that reads (readonly, no lock file), because
-an LMDB environment must not cross a fork into DataLoader workers.
+The database is opened lazily, once in each process that reads (readonly, no lock file),
+because an LMDB environment must not cross a fork into DataLoader workers.
 """
 
 from __future__ import annotations
@@ -28,13 +28,30 @@ def require_lmdb(root: str) -> Any:
     return lmdb
 
 
+# One environment per database per process. lmdb refuses a second open of the same files in
+# one process while the first is registered, so two readers of one database (a training run
+# and a `ganqp prepare` in one interpreter, or an evaluation beside training) must share it,
+# and an environment inherited through fork must be closed before the child opens its own.
+_ENVS: dict[str, tuple[int, Any]] = {}
+
+
 def open_env(root: str) -> Any:
+    """This process's read-only environment of the database at `root` (opened once)."""
     lmdb = require_lmdb(root)
+    path = os.path.realpath(Path(root).expanduser())
+    pid, env = _ENVS.get(path, (-1, None))
+    if env is not None and pid == os.getpid():
+        return env
+    if env is not None:  # the parent's copy: closing it in the child only unmaps it here
+        env.close()
     try:  # lock=False: a read-only reader on shared storage needs (and may not write) no lock
-        return lmdb.open(str(Path(root).expanduser()), readonly=True, lock=False,
-                         readahead=False, meminit=False, max_readers=512)
+        env = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False,
+                        max_readers=512)
     except lmdb.Error as err:
+        _ENVS.pop(path, None)
         raise UserError(f"data.root={root}: cannot open the LMDB database ({err}).") from None
+    _ENVS[path] = (os.getpid(), env)
+    return env
 
 
 class LmdbImages(ImageData):
@@ -45,10 +62,8 @@ class LmdbImages(ImageData):
                  on_error: str = "error") -> None:
         super().__init__(res, hflip, on_error)
         self.name, self.channels, self.root = name, channels, str(root)
-        env = open_env(root)
-        with env.begin() as txn:
+        with open_env(root).begin() as txn:
             keys = list(txn.cursor().iternext(keys=True, values=False))
-        env.close()
         if not keys:
             raise UserError(f"data.root={root}: the LMDB database holds no entries.")
         keep = split_indices(len(keys), holdout, split).numpy()
@@ -57,7 +72,6 @@ class LmdbImages(ImageData):
         # shared copy-on-write by DataLoader workers.
         self._blob = b"".join(keys)
         self._ends = np.cumsum([len(k) for k in keys])
-        self._env, self._pid = None, -1
 
     def __len__(self) -> int:
         return len(self._ends)
@@ -70,14 +84,7 @@ class LmdbImages(ImageData):
         return f"{self.root} key {self.key(index).decode(errors='backslashreplace')}"
 
     def _txn_get(self, key: bytes) -> bytes | None:
-        if self._env is None or self._pid != os.getpid():
-            if self._env is not None:
-                # Inherited through fork: lmdb refuses a second open of the same files in
-                # one process while this one is registered. Closing the child's copy of a
-                # read-only, lock-free environment only unmaps it here.
-                self._env.close()
-            self._env, self._pid = open_env(self.root), os.getpid()
-        with self._env.begin(buffers=False) as txn:
+        with open_env(self.root).begin(buffers=False) as txn:
             return txn.get(key)
 
     def read(self, index: int) -> torch.Tensor:
@@ -85,8 +92,3 @@ class LmdbImages(ImageData):
         if value is None:
             raise Unreadable(self.describe(index), "the key has no value")
         return decode_bytes(value, self.describe(index), self.res, self.channels)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_env"], state["_pid"] = None, -1
-        return state
