@@ -136,9 +136,13 @@ def update(s: Setup, phase: Phase, real: torch.Tensor, z: torch.Tensor, step: in
 
 
 def _all_finite(params: list[nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
+    # An L1 norm is non-finite exactly when an element is (barring a sum past 3.4e38, where
+    # Adam's squared moments would have overflowed long before). The max norm says the same,
+    # but the CPU has no vectorised kernel for it: 5x the L1's time, 1.7% of a DCGAN
+    # iteration at 32 px. Both are one fused kernel per dtype on a GPU.
     grads = [p.grad for p in params if p.grad is not None]
-    peaks = list(torch._foreach_norm(grads, float("inf"))) if grads else []
-    return torch.isfinite(torch.stack([loss.detach().float().reshape(()), *peaks])).all()
+    sums = list(torch._foreach_norm(grads, 1)) if grads else []
+    return torch.isfinite(torch.stack([loss.detach().float().reshape(()), *sums])).all()
 
 
 def _applied(values: dict[str, torch.Tensor], ok: torch.Tensor) -> dict[str, torch.Tensor]:
