@@ -7,7 +7,10 @@
    side runs first (scripts/paired.py); the ratio is printed as min / median / max over the
    pairs, with peak memory (max RSS on the CPU, max allocated on CUDA). Beside it: the
    blocking calls (host reads of the device: training.syncs) per plain iteration of the real
-   loop, as this device runs it and on the device path a GPU takes.
+   loop, as this device runs it and on the device path a GPU takes. Before it (--blocks):
+   the loop body (training.phases.iteration and the statistics meter, as `ganqp train` runs
+   them) against the hand-written iteration in one process, in alternated blocks of
+   --block-iters iterations: drift in the machine's speed over seconds cancels in each pair.
 2. On 2 gloo processes (torchrun, CPU): seconds per plain iteration (the loop's `iteration`
    and its stop-flag round) without and with arch.sync_bn, and the buffer average and rank
    check (run before sample grids, FID and checkpoints) in iterations. With `--before REF`
@@ -34,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -72,12 +76,26 @@ def child_ganqp(a: argparse.Namespace) -> dict:
 
 
 def child_reference(a: argparse.Namespace) -> dict:
-    """The minimal loop: the same networks, loss, Adam settings, batch, 2 critic steps, and
-    no critic pass on reals in the generator step (their score has no gradient for G)."""
+    dev = torch.device(a.dev)
+    step = reference_step(a, dev)
+    for _ in range(a.warmup):
+        step()
+    loss_sync(dev)
+    t0 = time.perf_counter()
+    for _ in range(a.iters):
+        step()
+    loss_sync(dev)
+    return {"img_per_s": a.iters * a.batch * 3 / (time.perf_counter() - t0),
+            "peak_mb": peak_mb(dev)}
+
+
+def reference_step(a: argparse.Namespace, dev: torch.device) -> Callable[[], None]:
+    """One iteration of the minimal loop: the same networks, loss, Adam settings, batch,
+    2 critic steps, and no critic pass on reals in the generator step (their score has no
+    gradient for G)."""
     from ganqp_cli.data import Digits
     from ganqp_cli.networks import DCGANArch, QPArch
     torch.manual_seed(0)
-    dev = torch.device(a.dev)
     arch = DCGANArch() if a.arch == "dcgan" else QPArch()
     data = Digits(a.res)
     images = data.to_model(data.tensor).to(dev)
@@ -109,15 +127,69 @@ def child_reference(a: argparse.Namespace) -> dict:
         loss.backward()
         opt_g.step()
 
-    for _ in range(a.warmup):
-        step()
-    loss_sync(dev)
-    t0 = time.perf_counter()
-    for _ in range(a.iters):
-        step()
-    loss_sync(dev)
-    return {"img_per_s": a.iters * a.batch * 3 / (time.perf_counter() - t0),
-            "peak_mb": peak_mb(dev)}
+    return step
+
+
+def ganqp_step(a: argparse.Namespace, dev: torch.device) -> Callable[[], None]:
+    """One iteration of ganqp's loop body as `ganqp train` runs it (training.loop.run less
+    the periodic work of log, sample and checkpoint steps): `iteration` (every phase, the
+    guard, the EMA) and the statistics meter, read and reset every --log-every iterations
+    as a log line does."""
+    from hydra import compose, initialize_config_module
+
+    from ganqp_cli import distributed as dist_
+    from ganqp_cli.data import Batches
+    from ganqp_cli.training.loop import configure_backends
+    from ganqp_cli.training.periodic import Meter
+    from ganqp_cli.training.phases import Guard, iteration, phases
+    from ganqp_cli.training.setup import Setup, seed_all
+    with initialize_config_module("ganqp_cli.conf", version_base="1.3"):
+        cfg = compose("train", overrides=[f"arch={a.arch}", f"res={a.res}", "arch.width=1.0",
+                                          f"device={a.dev}", f"train.batch_size={a.batch}",
+                                          f"train.threads={a.threads}"])
+    d = dist_.init_process_group(a.dev)
+    configure_backends(cfg, dev)
+    seed_all(0)
+    s = Setup(cfg, d, dev)
+    batches = Batches(s.data, s.local_batch, 0, dev, d.rank, d.world, workers=0,
+                      memory_format=s.memory_format)
+    plan, guard, meter, it = phases(s), Guard(int(cfg.train.nan_patience)), Meter(), [0]
+
+    def step() -> None:
+        meter.add(iteration(s, plan, batches,
+                            lambda: dist_.global_randn(s.local_batch, s.z_dim, device=dev),
+                            guard, it[0]))
+        it[0] += 1
+        if it[0] % a.log_every == 0:
+            meter.reduce()
+    return step
+
+
+def child_blocks(a: argparse.Namespace) -> dict:
+    """Both loops in one process, timed in alternated blocks of --block-iters iterations: a
+    machine's speed drifts over seconds, and blocks a second apart see the same machine."""
+    dev = torch.device(a.dev)
+    sides = {"ganqp": ganqp_step(a, dev), "reference": reference_step(a, dev)}
+
+    def block(name: str) -> float:
+        loss_sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(a.block_iters):
+            sides[name]()
+        loss_sync(dev)
+        return a.block_iters * a.batch * 3 / (time.perf_counter() - t0)
+
+    for name in sides:
+        for _ in range(a.warmup):
+            sides[name]()
+    got: dict[str, list[float]] = {"ganqp": [], "reference": []}
+
+    def side(name: str) -> float:
+        got[name].append(block(name))
+        return got[name][-1]
+    ratios = measure_pairs(lambda: side("ganqp"), lambda: side("reference"), a.block_pairs)
+    return {"ratios": ratios, "ganqp": statistics.median(got["ganqp"]),
+            "reference": statistics.median(got["reference"])}
 
 
 def loss_sync(dev: torch.device) -> None:
@@ -196,7 +268,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-every", type=int, default=10,
                    help="ganqp's train.log_every (the timed span includes its log lines)")
     p.add_argument("--pairs", type=int, default=5,
-                   help="alternated pairs per ratio (scripts/paired.py)")
+                   help="alternated pairs per ratio (scripts/paired.py); 0: no fresh-process "
+                        "training ratio")
     p.add_argument("--repeats", type=int, default=3,
                    help="timed blocks per configuration inside one 2-process launch")
     p.add_argument("--device", default="auto")
@@ -207,6 +280,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--source-size", type=int, default=512, help="side of the JPEGs on disk")
     p.add_argument("--train", action=argparse.BooleanOptionalAction, default=True,
                    help="the training ratio against the hand-written loop")
+    p.add_argument("--blocks", action=argparse.BooleanOptionalAction, default=True,
+                   help="also both loops in one process, in alternated blocks")
+    p.add_argument("--block-iters", type=int, default=5, help="iterations per block")
+    p.add_argument("--block-pairs", type=int, default=21, help="alternated pairs of blocks")
     p.add_argument("--dist", action=argparse.BooleanOptionalAction, default=True,
                    help="also time arch.sync_bn and the buffer sync on 2 gloo processes")
     p.add_argument("--dist-res", type=int, default=32)
@@ -223,10 +300,10 @@ def run_child(spec: str) -> None:
     ns = argparse.Namespace(**json.loads(spec))
     ns.dev = "cuda" if ns.device == "auto" and torch.cuda.is_available() else (
         "cpu" if ns.device == "auto" else ns.device)
-    if ns.mode == "reference" and ns.threads > 0:
+    if ns.mode in ("reference", "blocks") and ns.threads > 0:
         torch.set_num_threads(ns.threads)
     fn = {"ganqp": child_ganqp, "reference": child_reference, "loader": child_loader,
-          "dist": child_dist, "syncs": child_syncs}
+          "dist": child_dist, "syncs": child_syncs, "blocks": child_blocks}
     result = fn[ns.mode](ns)
     if result is not None:  # (under torchrun: rank 0 only)
         print(json.dumps(result))
@@ -239,9 +316,18 @@ def report_training(a: argparse.Namespace) -> None:
         runs[mode].append(spawn(mode, a))
         return runs[mode][-1]["img_per_s"]
 
+    if a.blocks:
+        b = spawn("blocks", a)
+        print(Spread.of(b["ratios"]).line(
+            f"loop body img/s in one process, blocks of {a.block_iters} iterations, ganqp / "
+            "hand-written (goal >= 0.97)"))
+        print(f"  img/s: ganqp median {b['ganqp']:.1f}, hand-written {b['reference']:.1f}")
+    if a.pairs < 1:
+        return
     ratios = measure_pairs(lambda: side("ganqp"), lambda: side("reference"), a.pairs)
     calls = spawn("syncs", a)
-    print(Spread.of(ratios).line("training img/s, ganqp / hand-written (goal >= 0.97)"))
+    print(Spread.of(ratios).line("ganqp train (log lines included) in fresh processes, img/s, "
+                                 "ganqp / hand-written (goal >= 0.97)"))
     print(f"  img/s: ganqp median {statistics.median(r['img_per_s'] for r in runs['ganqp']):.1f}"
           f", hand-written {statistics.median(r['img_per_s'] for r in runs['reference']):.1f}"
           f"; blocking calls per plain iteration: {calls['as_run']:.2f} as the {a.dev.upper()} "
