@@ -273,13 +273,16 @@ def test_wgan_gp_penalty_of_a_linear_critic():
 
 def test_wgan_clips_every_critic_weight_after_each_critic_step():
     cfg = composed("objective=wgan", "data=ring8", "arch=mlp", "objective.opt_d.lr=0.05")
+    # Seeded before the critic is built: its initial weights decide how many weights the
+    # later steps push past the bound (0.50-0.69 of them over seeds 0-11; CI once drew an
+    # unseeded init that gave 0.47).
+    torch.manual_seed(0)
     obj = make(cfg.objective, "objective")
     m = obj.build(make(cfg.arch, "arch"), (2,))
     c = cfg.objective.clip
     assert c == 0.01 and isinstance(obj, WGAN)
     opt = make(cfg.objective.opt_d, "objective.opt_d", params=list(m.D.parameters()))
-    torch.manual_seed(0)
-    for _ in range(cfg.objective.d_steps):
+    for step in range(cfg.objective.d_steps):
         loss = obj.critic_loss(m, torch.randn(64, 2) * 2, torch.randn(64, 2))[0]
         opt.zero_grad()
         loss.backward()
@@ -288,7 +291,8 @@ def test_wgan_clips_every_critic_weight_after_each_critic_step():
         obj.after_critic_step(m)
         params = torch.cat([p.detach().flatten() for p in m.D.parameters()])
         assert params.abs().max().item() <= c
-        assert (params.abs() == c).float().mean() > 0.5  # most sit on the bound at this lr
+        # at this lr the first step pushes every weight past the bound (seed 0: then 0.54-0.68)
+        assert (params.abs() == c).float().mean() > (0.99 if step == 0 else 0.4)
 
 
 SN_OBJECTIVES = ["wgan-sn", "sgan-sn", "lsgan-sn", "hinge-sn"]
