@@ -129,7 +129,8 @@ class GradExchange:
         bufs = [b.buf for b in self.buckets]
         if not bufs:
             return torch.tensor(True)
-        sums = torch._foreach_norm(bufs, 1)  # the L1 norm: see training/phases._all_finite
+        # the L1 norm, in float32: see training/phases._all_finite
+        sums = torch._foreach_norm(bufs, 1, dtype=torch.float32)
         return torch.isfinite(torch.stack(list(sums))).all()
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from ganqp_cli import checkpoint as ckpt
 from ganqp_cli.distributed import Dist
 from ganqp_cli.errors import RunFailed
 from ganqp_cli.training import guard as guard_mod
-from ganqp_cli.training.phases import Guard, phases, update
+from ganqp_cli.training.phases import Guard, _all_finite, phases, update
 from ganqp_cli.training.setup import Setup, seed_all
 from tests.conftest import read_metrics
 
@@ -144,3 +144,22 @@ def test_the_buffers_are_saved_by_one_foreach_copy_into_kept_tensors(monkeypatch
     update(s, critic, real, z)
     assert clones == [] and copies == [len(kept)]
     assert [c.data_ptr() for c in critic.buffers.copies] == kept
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_the_flag_is_false_exactly_when_a_loss_or_gradient_element_is_not_finite(dtype):
+    # A large finite half-precision gradient (L1 sum 1e8, past float16's 65504) is finite;
+    # one NaN, inf or -inf anywhere, or a non-finite loss, is not.
+    params = [torch.nn.Parameter(torch.zeros(100_000, dtype=dtype)),
+              torch.nn.Parameter(torch.zeros(3, dtype=dtype))]
+    params[0].grad = torch.full((100_000,), 1000.0, dtype=dtype)
+    params[1].grad = torch.ones(3, dtype=dtype)
+    loss = torch.tensor(1.0)
+    assert bool(_all_finite(params, loss))
+    for bad in (math.nan, math.inf, -math.inf):
+        params[1].grad[2] = bad
+        assert not bool(_all_finite(params, loss))
+        params[1].grad[2] = 1.0
+        assert not bool(_all_finite(params, torch.tensor(bad)))
+    params[0].grad = None  # a parameter without a gradient is left out
+    assert bool(_all_finite(params, loss))

@@ -139,9 +139,10 @@ def _all_finite(params: list[nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
     # An L1 norm is non-finite exactly when an element is (barring a sum past 3.4e38, where
     # Adam's squared moments would have overflowed long before). The max norm says the same,
     # but the CPU has no vectorised kernel for it: 5x the L1's time, 1.7% of a DCGAN
-    # iteration at 32 px. Both are one fused kernel per dtype on a GPU.
+    # iteration at 32 px. Both are one fused kernel per dtype on a GPU. Summed in float32:
+    # a half-precision sum would overflow at 65504.
     grads = [p.grad for p in params if p.grad is not None]
-    sums = list(torch._foreach_norm(grads, 1)) if grads else []
+    sums = list(torch._foreach_norm(grads, 1, dtype=torch.float32)) if grads else []
     return torch.isfinite(torch.stack([loss.detach().float().reshape(()), *sums])).all()
 
 
