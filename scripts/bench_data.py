@@ -3,7 +3,8 @@
 For each resolution, images/s delivered as uint8 batches in host memory (what is then copied
 to the GPU; flips run there) by
   (a) folder:   ganqp's Batches over a folder of large JPEGs (decode, crop, resize per draw),
-                `w` DataLoader worker processes;
+                `w` DataLoader worker processes, started per window (its first `w` batches
+                untimed) and stopped after it, so no decoding runs while another side is timed;
   (b) prepared: Batches over the same images after `ganqp prepare` (memory-mapped, gathered
                 by index into a fresh buffer), `w` gather threads;
   (c) floor:    a plain copy of batches of the same bytes from an in-memory tensor into a
@@ -14,12 +15,13 @@ max, and the medians of the odd and the even pairs (a stability check).
 It writes its own JPEGs (random smooth images plus noise) into a temporary folder.
 
     python scripts/bench_data.py                        # 128 JPEGs of 1024 px, 64/128/256 px
-    python scripts/bench_data.py --images 400 --res 128 256 --seconds 2 --pairs 9
+    python scripts/bench_data.py --images 400 --res 128 256 --seconds 3 --pairs 15
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.resources
 import statistics
 import sys
@@ -131,6 +133,38 @@ def compare(a: Side, b: Side, seconds: float, pairs: int) -> Spread:
     return Spread.of(measure_pairs(lambda: a.window(seconds), lambda: b.window(seconds), pairs))
 
 
+class FolderWindow:
+    """The folder side's window, with a loader of its own: its `w` worker processes start,
+    one round of `w` batches is drawn untimed (every worker busy from then on), whole rounds
+    are timed (workers deliver in lockstep: a window cut mid-round would miscount by up to
+    a round), and the loader stops. A loader kept between windows would go on decoding into
+    its prefetch queue (4 batches per worker) while the other side is timed, taking its CPU,
+    and hand the next window finished batches: ratios moved by 50% between pairs so."""
+
+    def __init__(self, folder: ImageFolder, batch: int, workers: int) -> None:
+        self.folder, self.batch, self.workers = folder, batch, workers
+        self.rates: list[float] = []
+        self.loader: Batches | None = None
+
+    def round(self) -> None:
+        for _ in range(self.workers):
+            self.loader.next_raw()
+
+    def window(self, seconds: float) -> float:
+        self.loader = Batches(self.folder, self.batch, 0, CPU, workers=self.workers)
+        try:
+            self.round()
+            self.rates.append(Side(self.round, self.batch * self.workers, 2).window(seconds))
+        finally:
+            self.loader.close()
+            self.loader = None  # its iterator stops the worker processes when collected
+            gc.collect()
+        return self.rates[-1]
+
+    def median(self) -> float:
+        return statistics.median(self.rates)
+
+
 def bench_res(root: Path, tmp: Path, res: int, a: argparse.Namespace) -> list[dict]:
     folder = ImageFolder(str(root), res)
     out = tmp / f"prepared{res}"
@@ -141,13 +175,11 @@ def bench_res(root: Path, tmp: Path, res: int, a: argparse.Namespace) -> list[di
         len(prepared), 3, res, res).clone()
     rows = []
     for w in (1, a.workers):
-        fb = Batches(folder, a.batch, 0, CPU, workers=w)
         pb = Batches(prepared, a.batch, 0, CPU, workers=w, resident_bytes=0)
         floor = Floor(pixels, a.batch, w)
-        # decoding is slow: one batch makes a window of the folder side
-        sides = {"folder": Side(fb.next_raw, a.batch, min_steps=1),
+        sides = {"folder": FolderWindow(folder, a.batch, w),
                  "prepared": Side(pb.next_raw, a.batch), "floor": Side(floor.step, a.batch * w)}
-        for side in sides.values():  # warm-up: worker start-up, first batches
+        for side in (sides["prepared"], sides["floor"]):  # warm-up: threads, first batches
             side.step()
             side.step()
         vs_floor = compare(sides["prepared"], sides["floor"], a.seconds, a.pairs)
@@ -158,7 +190,6 @@ def bench_res(root: Path, tmp: Path, res: int, a: argparse.Namespace) -> list[di
                      **{k: v.median() for k, v in sides.items()}})
         pb.close()
         floor.close()
-        del fb
     return rows
 
 
@@ -174,9 +205,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--workers", type=int, default=default_workers(),
                    help="the many-worker setting (default: train.workers)")
-    p.add_argument("--seconds", type=float, default=1.0,
+    p.add_argument("--seconds", type=float, default=2.0,
                    help="seconds per timed window (each pair: one window per side)")
-    p.add_argument("--pairs", type=int, default=7, help="alternated pairs per ratio")
+    p.add_argument("--pairs", type=int, default=9, help="alternated pairs per ratio")
     a = p.parse_args()
     if a.images < a.batch:
         p.error(f"--images ({a.images}) must be at least --batch ({a.batch})")

@@ -45,6 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_train_dist import child_dist, device_path, load_syncs, report_dist  # noqa: E402
+from loop_body import loop_body, sync  # noqa: E402
 from paired import Spread, load_average, measure_pairs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,11 +81,11 @@ def child_reference(a: argparse.Namespace) -> dict:
     step = reference_step(a, dev)
     for _ in range(a.warmup):
         step()
-    loss_sync(dev)
+    sync(dev)
     t0 = time.perf_counter()
     for _ in range(a.iters):
         step()
-    loss_sync(dev)
+    sync(dev)
     return {"img_per_s": a.iters * a.batch * 3 / (time.perf_counter() - t0),
             "peak_mb": peak_mb(dev)}
 
@@ -131,38 +132,10 @@ def reference_step(a: argparse.Namespace, dev: torch.device) -> Callable[[], Non
 
 
 def ganqp_step(a: argparse.Namespace, dev: torch.device) -> Callable[[], None]:
-    """One iteration of ganqp's loop body as `ganqp train` runs it (training.loop.run less
-    the periodic work of log, sample and checkpoint steps): `iteration` (every phase, the
-    guard, the EMA) and the statistics meter, read and reset every --log-every iterations
-    as a log line does."""
-    from hydra import compose, initialize_config_module
-
-    from ganqp_cli import distributed as dist_
-    from ganqp_cli.data import Batches
-    from ganqp_cli.training.loop import configure_backends
-    from ganqp_cli.training.periodic import Meter
-    from ganqp_cli.training.phases import Guard, iteration, phases
-    from ganqp_cli.training.setup import Setup, seed_all
-    with initialize_config_module("ganqp_cli.conf", version_base="1.3"):
-        cfg = compose("train", overrides=[f"arch={a.arch}", f"res={a.res}", "arch.width=1.0",
-                                          f"device={a.dev}", f"train.batch_size={a.batch}",
-                                          f"train.threads={a.threads}"])
-    d = dist_.init_process_group(a.dev)
-    configure_backends(cfg, dev)
-    seed_all(0)
-    s = Setup(cfg, d, dev)
-    batches = Batches(s.data, s.local_batch, 0, dev, d.rank, d.world, workers=0,
-                      memory_format=s.memory_format)
-    plan, guard, meter, it = phases(s), Guard(int(cfg.train.nan_patience)), Meter(), [0]
-
-    def step() -> None:
-        meter.add(iteration(s, plan, batches,
-                            lambda: dist_.global_randn(s.local_batch, s.z_dim, device=dev),
-                            guard, it[0]))
-        it[0] += 1
-        if it[0] % a.log_every == 0:
-            meter.reduce()
-    return step
+    """One iteration of ganqp's loop body as `ganqp train` runs it (scripts/loop_body.py)."""
+    return loop_body([f"arch={a.arch}", f"res={a.res}", "arch.width=1.0",
+                      f"train.batch_size={a.batch}", f"train.threads={a.threads}"],
+                     dev, log_every=a.log_every)
 
 
 def child_blocks(a: argparse.Namespace) -> dict:
@@ -172,11 +145,11 @@ def child_blocks(a: argparse.Namespace) -> dict:
     sides = {"ganqp": ganqp_step(a, dev), "reference": reference_step(a, dev)}
 
     def block(name: str) -> float:
-        loss_sync(dev)
+        sync(dev)
         t0 = time.perf_counter()
         for _ in range(a.block_iters):
             sides[name]()
-        loss_sync(dev)
+        sync(dev)
         return a.block_iters * a.batch * 3 / (time.perf_counter() - t0)
 
     for name in sides:
@@ -190,11 +163,6 @@ def child_blocks(a: argparse.Namespace) -> dict:
     ratios = measure_pairs(lambda: side("ganqp"), lambda: side("reference"), a.block_pairs)
     return {"ratios": ratios, "ganqp": statistics.median(got["ganqp"]),
             "reference": statistics.median(got["reference"])}
-
-
-def loss_sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
 
 
 def child_loader(a: argparse.Namespace) -> dict:

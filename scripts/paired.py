@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -93,6 +94,18 @@ def measure_pairs(a: Callable[[], float], b: Callable[[], float], pairs: int,
             va = a()
         out.append(ratio(va, vb))
     return out
+
+
+def block_seconds(step: Callable[[], None], iters: int,
+                  wait: Callable[[], None] = lambda: None) -> float:
+    """Seconds per call of `step` over one block of `iters` calls; `wait` blocks until queued
+    device work is done (a GPU's), before each clock read."""
+    wait()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        step()
+    wait()
+    return (time.perf_counter() - t0) / iters
 
 
 def load_average() -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 SCRIPTS = sorted((Path(__file__).parent.parent / "scripts").glob("*.py"))
-LIBRARIES = {"paired", "bench_train_dist"}  # modules the benchmarks import, not commands
+LIBRARIES = {"paired", "bench_train_dist", "loop_body"}  # modules the benchmarks import, not commands
 
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=[p.stem for p in SCRIPTS])
