@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 SCRIPTS = sorted((Path(__file__).parent.parent / "scripts").glob("*.py"))
-LIBRARIES = {"paired", "bench_train_dist", "loop_body"}  # modules the benchmarks import, not commands
+# modules the benchmarks import, not commands
+LIBRARIES = {"paired", "bench_train_dist", "loop_body"}
 
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=[p.stem for p in SCRIPTS])
