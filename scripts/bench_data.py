@@ -10,8 +10,11 @@ to the GPU; flips run there) by
   (c) floor:    a plain copy of batches of the same bytes from an in-memory tensor into a
                 fresh buffer, `w` threads;
 for w = 1 and w = train.workers, and the ratios prepared/floor and prepared/folder, each
-over --pairs alternated pairs of timed windows (scripts/paired.py): their median, min and
-max, and the medians of the odd and the even pairs (a stability check).
+over --pairs alternated pairs of timed windows (scripts/paired.py), every row's pair k
+before any row's pair k + 1 so that each ratio spans the whole run: their median, min and
+max, and the medians of the odd and the even pairs (a stability check). The prepared side
+is bound by memory bandwidth, the folder side by decoding: on a shared host the two move
+apart as neighbours come and go, which no pairing cancels (see docs/performance.md).
 It writes its own JPEGs (random smooth images plus noise) into a temporary folder.
 
     python scripts/bench_data.py                        # 128 JPEGs of 1024 px, 64/128/256 px
@@ -27,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -40,7 +44,7 @@ from ganqp_cli.data.prepared import PIXELS_NAME, PreparedWriter
 from ganqp_cli.prepare import write_all
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paired import Spread, load_average, measure_pairs  # noqa: E402
+from paired import Spread, interleave, load_average  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -128,11 +132,6 @@ class Floor:
             self.pool.shutdown()
 
 
-def compare(a: Side, b: Side, seconds: float, pairs: int) -> Spread:
-    """Alternated windows of a and b: the spread of a's images/s over b's."""
-    return Spread.of(measure_pairs(lambda: a.window(seconds), lambda: b.window(seconds), pairs))
-
-
 class FolderWindow:
     """The folder side's window, with a loader of its own: its `w` worker processes start,
     one round of `w` batches is drawn untimed (every worker busy from then on), whole rounds
@@ -165,7 +164,9 @@ class FolderWindow:
         return statistics.median(self.rates)
 
 
-def bench_res(root: Path, tmp: Path, res: int, a: argparse.Namespace) -> list[dict]:
+def sides_of(root: Path, tmp: Path, res: int, a: argparse.Namespace) -> list[dict]:
+    """Prepare the JPEGs at `res`; for w = 1 and --workers, the three sides (warmed up) and
+    what closes them."""
     folder = ImageFolder(str(root), res)
     out = tmp / f"prepared{res}"
     print(f"{res} px: prepared at {prepare(folder, out, res, a.workers):.0f} img/s "
@@ -182,15 +183,33 @@ def bench_res(root: Path, tmp: Path, res: int, a: argparse.Namespace) -> list[di
         for side in (sides["prepared"], sides["floor"]):  # warm-up: threads, first batches
             side.step()
             side.step()
-        vs_floor = compare(sides["prepared"], sides["floor"], a.seconds, a.pairs)
-        vs_folder = compare(sides["prepared"], sides["folder"], a.seconds, a.pairs)
-        print(f"{res} px, {w} worker(s): {vs_floor.line('prepared / floor', '.2f')}", flush=True)
-        print(f"{res} px, {w} worker(s): {vs_folder.line('prepared / folder', '.0f')}", flush=True)
-        rows.append({"res": res, "w": w, "vs_floor": vs_floor, "vs_folder": vs_folder,
-                     **{k: v.median() for k, v in sides.items()}})
-        pb.close()
-        floor.close()
+        rows.append({"res": res, "w": w, "sides": sides, "close": (pb.close, floor.close)})
     return rows
+
+
+def measure(rows: list[dict], a: argparse.Namespace) -> None:
+    """Both ratios of every row in alternated pairs of windows, pair k of every ratio before
+    pair k + 1 of any (paired.interleave): the host's memory bandwidth changes over minutes,
+    and the prepared side (memory-bound) with it more than the folder side (decoding)."""
+    def window(side: Side | FolderWindow) -> Callable[[], float]:
+        return lambda: side.window(a.seconds)
+    pairs = {}
+    for r in rows:
+        s, key = r["sides"], (r["res"], r["w"])
+        pairs[(*key, "floor")] = window(s["prepared"]), window(s["floor"])
+        pairs[(*key, "folder")] = window(s["prepared"]), window(s["folder"])
+    t0 = time.perf_counter()
+
+    def progress(k: int) -> None:
+        print(f"  round {k}/{a.pairs}, {time.perf_counter() - t0:.0f} s", flush=True)
+    out = interleave(pairs, a.pairs, progress)
+    for r in rows:
+        key = (r["res"], r["w"])
+        r["vs_floor"], r["vs_folder"] = (Spread.of(out[(*key, "floor")]),
+                                         Spread.of(out[(*key, "folder")]))
+        r.update({k: v.median() for k, v in r["sides"].items()})
+        for close in r["close"]:
+            close()
 
 
 def spread_cell(s: Spread, fmt: str) -> str:
@@ -205,9 +224,10 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--workers", type=int, default=default_workers(),
                    help="the many-worker setting (default: train.workers)")
-    p.add_argument("--seconds", type=float, default=2.0,
+    p.add_argument("--seconds", type=float, default=1.0,
                    help="seconds per timed window (each pair: one window per side)")
-    p.add_argument("--pairs", type=int, default=9, help="alternated pairs per ratio")
+    p.add_argument("--pairs", type=int, default=30,
+                   help="rounds: alternated pairs of windows per ratio")
     a = p.parse_args()
     if a.images < a.batch:
         p.error(f"--images ({a.images}) must be at least --batch ({a.batch})")
@@ -220,7 +240,12 @@ def main() -> None:
         t0 = time.perf_counter()
         write_jpegs(tmp / "jpegs", a.images, a.size)
         print(f"wrote {a.images} JPEGs of {a.size} px in {time.perf_counter() - t0:.1f} s")
-        rows = [row for res in a.res for row in bench_res(tmp / "jpegs", tmp, res, a)]
+        rows = [row for res in a.res for row in sides_of(tmp / "jpegs", tmp, res, a)]
+        measure(rows, a)
+    for r in rows:
+        tag = f"{r['res']} px, {r['w']} worker(s):"
+        print(f"{tag} {r['vs_floor'].line('prepared / floor', '.2f')}")
+        print(f"{tag} {r['vs_folder'].line('prepared / folder', '.0f')}")
     print(f"\nimages/s (medians over the windows), batch {a.batch}, uint8 batches in host "
           f"memory; ratios: median (min-max) of {a.pairs} alternated pairs")
     head = ("| res | workers | folder | prepared | floor | prepared / floor "

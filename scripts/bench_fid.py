@@ -72,7 +72,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--pairs", type=int, default=7, help="alternated pairs per section")
-    ap.add_argument("--distance-pairs", type=int, default=5)
+    ap.add_argument("--distance-pairs", type=int, default=15)
+    ap.add_argument("--profile-batch", type=int, default=10,
+                    help="profile: images per timed network call")
+    ap.add_argument("--profile-pairs", type=int, default=60,
+                    help="profile: alternated pairs of network calls")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--ckpt", default=None)
@@ -186,8 +190,11 @@ def op_shares(fn: Callable[[], object]) -> str:
 def bench_profile(args: argparse.Namespace, folder: Path, device: torch.device,
                   theirs_model, ours_model) -> None:
     """Decoding, resizing and the network of ganqp's extraction, timed apart; the networks
-    alone (ganqp's with its resize, pytorch-fid's with its own) in alternated pairs, in wall
-    time and in the process's CPU time (all threads; less sensitive to other load)."""
+    alone (ganqp's with its resize, pytorch-fid's with its own) in alternated pairs of one
+    batch of --profile-batch images each, --profile-pairs pairs: this machine's speed
+    scatters by about 10% between any two timings, long or short, so many short pairs pin
+    the median where 15 pairs of all n images moved it 11% between invocations. In wall
+    time and in the process's CPU time (all threads)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from ganqp_cli.metrics.features import decode
@@ -197,18 +204,20 @@ def bench_profile(args: argparse.Namespace, folder: Path, device: torch.device,
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
-    def clock(name: str, fn: Callable[[], object]) -> object:
+    def clock(name: str, fn: Callable[[], object], count: int) -> object:
         t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
         sync()
-        wall[name].append((time.perf_counter() - t0) / args.n)
+        wall[name].append((time.perf_counter() - t0) / count)
         if name in cpu:
-            cpu[name].append((time.process_time() - c0) / args.n)
+            cpu[name].append((time.process_time() - c0) / count)
         return out
 
     with ThreadPoolExecutor(args.workers) as pool:
         for _ in range(args.pairs):
-            images = clock("decode", lambda: torch.stack(list(pool.map(decode, files))))
+            images = clock("decode", lambda: torch.stack(list(pool.map(decode, files))),
+                           len(files))
+    chunks = images.split(args.profile_batch)
 
     def ours_network(part: torch.Tensor) -> None:
         with torch.inference_mode():
@@ -223,18 +232,24 @@ def bench_profile(args: argparse.Namespace, folder: Path, device: torch.device,
             theirs_model(part.to(device).float() / 255)
 
     def ours() -> float:
-        resize[0] = 0.0
-        clock("ganqp", lambda: [ours_network(part) for part in images.split(args.batch)])
-        wall["resize"].append(resize[0] / args.n)
+        part, resize[0] = chunks[len(wall["ganqp"]) % len(chunks)], 0.0
+        clock("ganqp", lambda: ours_network(part), len(part))
+        wall["resize"].append(resize[0] / len(part))
         return wall["ganqp"][-1]
 
-    def theirs() -> float:  # pytorch-fid's batch
-        clock("pytorch-fid", lambda: [theirs_network(part) for part in images.split(50)])
+    def theirs() -> float:
+        part = chunks[len(wall["pytorch-fid"]) % len(chunks)]
+        clock("pytorch-fid", lambda: theirs_network(part), len(part))
         return wall["pytorch-fid"][-1]
 
     resize = [0.0]
-    ratios = measure_pairs(theirs, ours, args.pairs)
-    print_profile(wall, cpu, ratios, args.workers)
+    for side in (ours, theirs):  # warm-up at the timed batch size
+        side()
+        for v in (*wall.values(), *cpu.values()):
+            if v is not wall["decode"] and v:
+                v.pop()
+    ratios = measure_pairs(theirs, ours, args.profile_pairs)
+    print_profile(wall, cpu, ratios, args)
     part = images[:args.batch]
     print(f"           ganqp network by operation:       {op_shares(lambda: ours_network(part))}")
     print(f"           pytorch-fid network by operation: "
@@ -242,13 +257,14 @@ def bench_profile(args: argparse.Namespace, folder: Path, device: torch.device,
 
 
 def print_profile(wall: dict[str, list[float]], cpu: dict[str, list[float]],
-                  ratios: list[float], workers: int) -> None:
+                  ratios: list[float], args: argparse.Namespace) -> None:
     ms = {k: 1000 * statistics.median(v) for k, v in wall.items()}
     cms = {k: 1000 * statistics.median(v) for k, v in cpu.items()}
-    print(f"profile    per image, medians: decode {ms['decode']:.1f} ms ({workers} "
+    print(f"profile    per image, medians: decode {ms['decode']:.1f} ms ({args.workers} "
           f"threads) | ganqp resize {ms['resize']:.1f} ms, resize + network {ms['ganqp']:.1f} "
           f"ms wall, {cms['ganqp']:.1f} ms CPU | pytorch-fid's network (its resize "
-          f"included) {ms['pytorch-fid']:.1f} ms wall, {cms['pytorch-fid']:.1f} ms CPU")
+          f"included) {ms['pytorch-fid']:.1f} ms wall, {cms['pytorch-fid']:.1f} ms CPU; "
+          f"networks in batches of {args.profile_batch}")
     cpu_ratios = [a / b for a, b in zip(cpu["pytorch-fid"], cpu["ganqp"], strict=True)]
     print("           " + Spread.of(ratios).line("networks alone, ganqp / pytorch-fid speed",
                                                  ".2f"))

@@ -96,6 +96,29 @@ def measure_pairs(a: Callable[[], float], b: Callable[[], float], pairs: int,
     return out
 
 
+def interleave(rows: dict[str, tuple[Callable[[], float], Callable[[], float]]], pairs: int,
+               progress: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+    """`measure_pairs` for many rows at once: pair k of every row, then pair k + 1 of every
+    row, so that each row's pairs spread over the whole run. A shared machine's speed
+    changes over minutes as well as seconds, and not alike for every kind of work: a row
+    timed within one minute carries that minute's state, and its median moved 10-25%
+    between invocations where round-robin rows did not. Which side goes first alternates
+    with the pair and the row. `progress(k)` is called after each round."""
+    out: dict[str, list[float]] = {name: [] for name in rows}
+    for k in range(pairs):
+        for i, (name, (a, b)) in enumerate(rows.items()):
+            if (k + i) % 2 == 0:
+                va = a()
+                vb = b()
+            else:
+                vb = b()
+                va = a()
+            out[name].append(va / vb)
+        if progress is not None:
+            progress(k + 1)
+    return out
+
+
 def block_seconds(step: Callable[[], None], iters: int,
                   wait: Callable[[], None] = lambda: None) -> float:
     """Seconds per call of `step` over one block of `iters` calls; `wait` blocks until queued

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from paired import Spread, measure_pairs  # noqa: E402
+from paired import Spread, interleave, measure_pairs  # noqa: E402
 
 
 def test_pairs_alternate_which_side_runs_first_and_give_per_pair_ratios():
@@ -32,3 +32,25 @@ def test_spread_reports_min_median_max_and_the_halves():
     line = s.line("ratio")
     assert "median 1.000 (min 0.900, max 1.200, 5 pairs)" in line
     assert Spread.of([1.0, 2.0]).halves is None
+
+
+def test_interleave_runs_pair_k_of_every_row_before_pair_k_plus_one_alternating_order():
+    calls: list[str] = []
+    clock = iter(range(1, 100))
+
+    def side(name: str):
+        def run() -> float:
+            calls.append(name)
+            return float(next(clock))
+        return run
+
+    rounds: list[int] = []
+    out = interleave({"x": (side("xa"), side("xb")), "y": (side("ya"), side("yb"))}, 3,
+                     rounds.append)
+    assert calls == ["xa", "xb", "yb", "ya",   # round 1: row x a-first, row y b-first
+                     "xb", "xa", "ya", "yb",   # round 2: the orders swap
+                     "xa", "xb", "yb", "ya"]
+    assert rounds == [1, 2, 3]
+    # each ratio is its row's a over its b, whichever ran first: x's pairs (1, 2), (6, 5),
+    # (9, 10); y's (4, 3), (7, 8), (12, 11)
+    assert out == {"x": [0.5, 6 / 5, 0.9], "y": [4 / 3, 7 / 8, 12 / 11]}
