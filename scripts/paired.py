@@ -84,35 +84,31 @@ def measure_pairs(a: Callable[[], float], b: Callable[[], float], pairs: int,
     its measurement (seconds, images/s, ...). Returns the per-pair ratios a/b (or
     `ratio(a_value, b_value)`)."""
     ratio = ratio or (lambda x, y: x / y)
-    out = []
-    for k in range(pairs):
-        if k % 2 == 0:
-            va = a()
-            vb = b()
-        else:
-            vb = b()
-            va = a()
-        out.append(ratio(va, vb))
-    return out
+    return [ratio(*one_pair(a, b, b_first=k % 2 == 1)) for k in range(pairs)]
+
+
+def one_pair(a: Callable[[], float], b: Callable[[], float], b_first: bool
+             ) -> tuple[float, float]:
+    """One measurement of each side, `b` first if asked; returns (a's, b's)."""
+    if b_first:
+        vb = b()
+        return a(), vb
+    va = a()
+    return va, b()
 
 
 def interleave(rows: dict[str, tuple[Callable[[], float], Callable[[], float]]], pairs: int,
                progress: Callable[[int], None] | None = None) -> dict[str, list[float]]:
     """`measure_pairs` for many rows at once: pair k of every row, then pair k + 1 of every
     row, so that each row's pairs spread over the whole run. A shared machine's speed
-    changes over minutes as well as seconds, and not alike for every kind of work: a row
-    timed within one minute carries that minute's state, and its median moved 10-25%
-    between invocations where round-robin rows did not. Which side goes first alternates
-    with the pair and the row. `progress(k)` is called after each round."""
+    changes over minutes as well as seconds: a row timed within one minute carries that
+    minute's state (bench_objectives' rows moved up to 14% between invocations timed one
+    after another, 0-4% round-robin). Which side goes first alternates with the pair and
+    the row. `progress(k)` is called after each round."""
     out: dict[str, list[float]] = {name: [] for name in rows}
     for k in range(pairs):
         for i, (name, (a, b)) in enumerate(rows.items()):
-            if (k + i) % 2 == 0:
-                va = a()
-                vb = b()
-            else:
-                vb = b()
-                va = a()
+            va, vb = one_pair(a, b, b_first=(k + i) % 2 == 1)
             out[name].append(va / vb)
         if progress is not None:
             progress(k + 1)
