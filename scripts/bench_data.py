@@ -9,16 +9,25 @@ to the GPU; flips run there) by
                 by index into a fresh buffer), `w` gather threads;
   (c) floor:    a plain copy of batches of the same bytes from an in-memory tensor into a
                 fresh buffer, `w` threads;
-for w = 1 and w = train.workers, and the ratios prepared/floor and prepared/folder, each
+for w = 1 and w = train.workers (at most one per core: more share the cores and time the
+scheduler), and the ratios prepared/floor and prepared/folder, each
 over --pairs alternated pairs of timed windows (scripts/paired.py), every row's pair k
 before any row's pair k + 1 so that each ratio spans the whole run: their median, min and
 max, and the medians of the odd and the even pairs (a stability check). The prepared side
-is bound by memory bandwidth, the folder side by decoding: on a shared host the two move
-apart as neighbours come and go, which no pairing cancels (see docs/performance.md).
+is bound by memory bandwidth, the folder side by decoding.
+It runs with glibc's allocator settings fixed (MALLOC below; it re-executes itself with them):
+by default every gather thread gets an arena of its own and glibc moves its mmap and trim
+thresholds as buffers come and go, so a fresh 12 MB batch buffer was sometimes recycled and
+sometimes faulted in anew page by page (up to 100k minor faults in a 0.3-s window, each tens
+of microseconds on a VM): prepared rates at 256 px jumped between 4k and 65k img/s within
+one process, and the medians of two invocations 11% apart. On a GPU the batch buffers are
+pinned memory from CUDA's caching host allocator, recycled without faults; these settings
+give the CPU the same, so what is measured is the gather, not glibc's heuristics. Batches
+above 32 MB (512 px) are mapped afresh on both sides regardless.
 It writes its own JPEGs (random smooth images plus noise) into a temporary folder.
 
     python scripts/bench_data.py                        # 128 JPEGs of 1024 px, 64/128/256 px
-    python scripts/bench_data.py --images 400 --res 128 256 --seconds 3 --pairs 15
+    python scripts/bench_data.py --images 400 --res 128 256 --seconds 1 --pairs 30
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.resources
+import os
 import statistics
 import sys
 import tempfile
@@ -47,11 +57,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paired import Spread, interleave, load_average  # noqa: E402
 
 CPU = torch.device("cpu")
+# One arena for all threads; buffers up to 32 MB (glibc's largest mmap threshold) from the
+# heap, which is never trimmed below 4 GiB: a freed batch buffer is reused as it is.
+MALLOC = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+          "MALLOC_TRIM_THRESHOLD_": str(4 << 30)}
+
+
+def with_fixed_malloc() -> None:
+    """Re-execute this script with MALLOC in its environment, unless it is there already
+    (glibc reads it once, at start)."""
+    if all(os.environ.get(k) == v for k, v in MALLOC.items()):
+        return
+    os.environ.update(MALLOC)
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, *sys.argv])
 
 
 def default_workers() -> int:
+    """train.workers, at most one per core."""
     conf = importlib.resources.files("ganqp_cli.conf").joinpath("train.yaml").read_text()
-    return int(OmegaConf.create(conf).train.workers)
+    return min(int(OmegaConf.create(conf).train.workers), os.cpu_count() or 1)
 
 
 def write_jpegs(folder: Path, n: int, size: int) -> None:
@@ -165,8 +190,9 @@ class FolderWindow:
 
 
 def sides_of(root: Path, tmp: Path, res: int, a: argparse.Namespace) -> list[dict]:
-    """Prepare the JPEGs at `res`; for w = 1 and --workers, the three sides (warmed up) and
-    what closes them."""
+    """Prepare the JPEGs at `res`; for w = 1 and --workers, the three sides and what closes
+    them. One untimed window of each side first: its first windows grow the heap to its
+    steady size (thousands of page faults), after which a window faults no more."""
     folder = ImageFolder(str(root), res)
     out = tmp / f"prepared{res}"
     print(f"{res} px: prepared at {prepare(folder, out, res, a.workers):.0f} img/s "
@@ -175,14 +201,14 @@ def sides_of(root: Path, tmp: Path, res: int, a: argparse.Namespace) -> list[dic
     pixels = torch.from_numpy(np.fromfile(out / PIXELS_NAME, np.uint8)).view(
         len(prepared), 3, res, res).clone()
     rows = []
-    for w in (1, a.workers):
+    for w in sorted({1, a.workers}):
         pb = Batches(prepared, a.batch, 0, CPU, workers=w, resident_bytes=0)
         floor = Floor(pixels, a.batch, w)
         sides = {"folder": FolderWindow(folder, a.batch, w),
                  "prepared": Side(pb.next_raw, a.batch), "floor": Side(floor.step, a.batch * w)}
-        for side in (sides["prepared"], sides["floor"]):  # warm-up: threads, first batches
-            side.step()
-            side.step()
+        for side in (sides["prepared"], sides["floor"]):
+            side.window(a.seconds)
+            side.rates.clear()
         rows.append({"res": res, "w": w, "sides": sides, "close": (pb.close, floor.close)})
     return rows
 
@@ -223,16 +249,17 @@ def main() -> None:
     p.add_argument("--res", type=int, nargs="+", default=[64, 128, 256])
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--workers", type=int, default=default_workers(),
-                   help="the many-worker setting (default: train.workers)")
-    p.add_argument("--seconds", type=float, default=1.0,
+                   help="the many-worker setting (default: train.workers, at most the cores)")
+    p.add_argument("--seconds", type=float, default=0.5,
                    help="seconds per timed window (each pair: one window per side)")
-    p.add_argument("--pairs", type=int, default=30,
+    p.add_argument("--pairs", type=int, default=50,
                    help="rounds: alternated pairs of windows per ratio")
     a = p.parse_args()
     if a.images < a.batch:
         p.error(f"--images ({a.images}) must be at least --batch ({a.batch})")
+    with_fixed_malloc()
     torch.set_num_threads(1)  # one thread per worker, as in training's loader processes
-    print(f"start: {load_average()}")
+    print(f"start: {load_average()}; " + " ".join(f"{k}={v}" for k, v in MALLOC.items()))
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
         tmp = Path(tmp)
