@@ -8,7 +8,7 @@ to the GPU; flips run there) by
   (b) prepared: Batches over the same images after `ganqp prepare` (memory-mapped, gathered
                 by index into a fresh buffer), `w` gather threads;
   (c) floor:    a plain copy of batches of the same bytes from an in-memory tensor into a
-                fresh buffer, `w` threads;
+                fresh buffer, delivered as (b) delivers: `w` threads, 2w batches ahead;
 for w = 1 and w = train.workers (at most one per core: more share the cores and time the
 scheduler), and the ratios prepared/floor and prepared/folder, each
 over --pairs alternated pairs of timed windows (scripts/paired.py), every row's pair k
@@ -40,8 +40,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -132,29 +133,32 @@ class Side:
 
 
 class Floor:
-    """Copies of whole batches of the same bytes, from memory to a fresh buffer, in
-    `threads` threads (one batch each per step)."""
+    """Copies of whole batches of the same bytes, from memory to a fresh buffer, delivered
+    as the prepared side delivers its gathers: `threads` threads, up to 2 x threads batches
+    ahead, handed over in order. A floor copied in the caller (as it once was) left the
+    thread hand-over out of one side only: with one worker, prepared / floor then moved by
+    13% between two invocations, the VM's thread wake-ups timed on one side."""
 
     def __init__(self, pixels: torch.Tensor, batch: int, threads: int) -> None:
-        self.pixels, self.batch, self.threads = pixels, batch, threads
+        self.pixels, self.batch = pixels, batch
         self.n_batches, self.j = pixels.shape[0] // batch, 0
-        self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="floor")
+        self.ahead: deque[Future] = deque()
+        self.depth = 2 * threads
 
-    def copy(self, j: int) -> None:
+    def copy(self, j: int) -> torch.Tensor:
         k = j % self.n_batches
         out = torch.empty((self.batch, *self.pixels.shape[1:]), dtype=self.pixels.dtype)
-        out.copy_(self.pixels[k * self.batch:(k + 1) * self.batch])
+        return out.copy_(self.pixels[k * self.batch:(k + 1) * self.batch])
 
-    def step(self) -> None:
-        if self.pool is None:
-            self.copy(self.j)
-        else:
-            list(self.pool.map(self.copy, range(self.j, self.j + self.threads)))
-        self.j += self.threads
+    def step(self) -> torch.Tensor:
+        while len(self.ahead) < self.depth:
+            self.ahead.append(self.pool.submit(self.copy, self.j))
+            self.j += 1
+        return self.ahead.popleft().result()
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown()
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 class FolderWindow:
@@ -205,7 +209,7 @@ def sides_of(root: Path, tmp: Path, res: int, a: argparse.Namespace) -> list[dic
         pb = Batches(prepared, a.batch, 0, CPU, workers=w, resident_bytes=0)
         floor = Floor(pixels, a.batch, w)
         sides = {"folder": FolderWindow(folder, a.batch, w),
-                 "prepared": Side(pb.next_raw, a.batch), "floor": Side(floor.step, a.batch * w)}
+                 "prepared": Side(pb.next_raw, a.batch), "floor": Side(floor.step, a.batch)}
         for side in (sides["prepared"], sides["floor"]):
             side.window(a.seconds)
             side.rates.clear()
@@ -250,9 +254,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--workers", type=int, default=default_workers(),
                    help="the many-worker setting (default: train.workers, at most the cores)")
-    p.add_argument("--seconds", type=float, default=0.5,
+    p.add_argument("--seconds", type=float, default=0.25,
                    help="seconds per timed window (each pair: one window per side)")
-    p.add_argument("--pairs", type=int, default=50,
+    p.add_argument("--pairs", type=int, default=100,
                    help="rounds: alternated pairs of windows per ratio")
     a = p.parse_args()
     if a.images < a.batch:
