@@ -59,6 +59,16 @@ def plan_buckets(params: list[nn.Parameter], first_mb: float, mb: float
     return groups
 
 
+def _slot(buf: torch.Tensor, offset: int, n: int, p: nn.Parameter) -> torch.Tensor:
+    """A parameter's slice of its bucket, laid out as the parameter is (a channels_last
+    convolution's weight included): torch's fused and foreach optimisers on CUDA refuse a
+    gradient whose strides differ from its parameter's."""
+    part = buf[offset:offset + n]
+    dense = p.is_contiguous() or (p.dim() == 4 and p.is_contiguous(
+        memory_format=torch.channels_last))
+    return part.as_strided(p.shape, p.stride()) if dense else part.view_as(p)
+
+
 class GradExchange:
     """The gradient exchange of one set of parameters (one phase's) over `world` ranks."""
 
@@ -99,7 +109,7 @@ class GradExchange:
         i, k = self.where[id(p)]
         b = self.buckets[i]
         _, offset, n = b.slots[k]
-        b.buf[offset:offset + n].copy_(p.grad.detach().reshape(-1))
+        _slot(b.buf, offset, n, p).copy_(p.grad.detach())
         b.got.add(k)
         self._start_full()
 
@@ -125,7 +135,7 @@ class GradExchange:
             b.buf.div_(self.world)
             for p, offset, n in b.slots:
                 if p.grad is not None:
-                    p.grad = b.buf[offset:offset + n].view_as(p)
+                    p.grad = _slot(b.buf, offset, n, p)
         bufs = [b.buf for b in self.buckets]
         if not bufs:
             return torch.tensor(True)

@@ -64,6 +64,25 @@ def test_two_ranks_read_nothing_back_and_stop_at_the_same_round(ranks):
 
 
 @pytest.mark.slow
+def test_the_exchanged_gradient_of_a_channels_last_weight_keeps_its_layout(ranks):
+    """CUDA's fused and foreach Adam refuse a gradient laid out unlike its parameter (seen
+    on an H200 with arch.sync_bn's two ranks): the averaged gradient keeps the weight's
+    channels_last strides, with the two ranks' mean as its values."""
+    one = []
+    for rank in (0, 1):
+        conv, x = two_ranks.channels_last_inputs(rank)
+        conv(x).square().mean().backward()
+        one.append([p.grad for p in conv.parameters()])
+    for rank in (0, 1):
+        got = result(ranks, "channels_last", rank)
+        assert got["ok"]
+        weight_stride, grad_stride = got["weight"]
+        assert grad_stride == weight_stride == (27, 1, 9, 3)
+        for g, a, b in zip(got["grads"], *one, strict=True):
+            torch.testing.assert_close(g, (a + b) / 2, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.slow
 def test_a_checkpoint_rank_0_cannot_write_stops_every_rank_at_once(ranks):
     for rank in (0, 1):
         raised = result(ranks, "checkpoint", rank)["raised"]

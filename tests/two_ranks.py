@@ -133,6 +133,27 @@ def exchange() -> dict[str, Any]:
     return out
 
 
+def channels_last() -> dict[str, Any]:
+    """A channels_last convolution's gradient through the exchange: its strides and values."""
+    d = dist_.current()
+    conv = channels_last_inputs(d.rank)[0]
+    ex = grad_exchange.GradExchange(list(conv.parameters()), d.world)
+    x = channels_last_inputs(d.rank)[1]
+    loss = conv(x).square().mean()
+    ex.arm(loss)
+    loss.backward()
+    ok = bool(ex.finish())
+    return {"ok": ok, "weight": (conv.weight.stride(), conv.weight.grad.stride()),
+            "grads": [p.grad.clone() for p in conv.parameters()]}
+
+
+def channels_last_inputs(rank: int) -> tuple[torch.nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(20 + rank))
+    return conv, x.contiguous(memory_format=torch.channels_last)
+
+
 def main(rank: int, world: int, init: str, out: str, run_dir: str) -> None:
     # A scenario that fails on one rank leaves the other in a collective: a short timeout
     # turns that into an error instead of a hang.
@@ -141,7 +162,8 @@ def main(rank: int, world: int, init: str, out: str, run_dir: str) -> None:
     results: dict[str, Any] = {}
     grad_exchange.FIRST_MB = grad_exchange.BUCKET_MB = 0.004  # several buckets
     try:
-        for name, fn in (("exchange", exchange), ("penalties", penalties), ("syncs", syncs),
+        for name, fn in (("exchange", exchange), ("channels_last", channels_last),
+                         ("penalties", penalties), ("syncs", syncs),
                          ("checkpoint", lambda: checkpoint(Path(run_dir)))):
             try:
                 results[name] = fn()
