@@ -40,6 +40,9 @@ def test_defaults_are_auto_and_resolve_per_device():
     assert resolve_amp("auto", CPU) == "off" and resolve_amp("fp16", CUDA) == "fp16"
     assert not compiling.wanted("auto", CPU) and compiling.wanted("auto", CUDA)
     assert compiling.wanted(True, CPU) and not compiling.wanted(False, CUDA)
+    # train.compile=auto compiles nowhere until the GPU check's compile rows pass
+    assert not compiling.compile_wanted("auto") and not compiling.compile_wanted(False)
+    assert compiling.compile_wanted(True) and compiling.compile_wanted("true")
     assert compiling.memory_format("auto", CUDA, (3, 64, 64)) is torch.channels_last
     assert compiling.memory_format("auto", CUDA, (2,)) is None  # point data
     assert compiling.memory_format("auto", CPU, (3, 64, 64)) is None

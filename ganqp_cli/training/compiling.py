@@ -38,6 +38,15 @@ def wanted(value: Any, device: torch.device) -> bool:
     return mode == "true" or (mode == "auto" and device.type == "cuda")
 
 
+def compile_wanted(value: Any) -> bool:
+    """train.compile: only when asked for (`true`). `auto` compiles nowhere: on an H200
+    (torch 2.11, CUDA 13) the compiled loop's first backward raised "element 0 of tensors
+    does not require grad" in fp32 and bf16 alike (scripts/gpu_check.py, 2026-12-04), while
+    the CPU's inductor trains; until the GPU check's compile rows pass, a default GPU run
+    stays uncompiled rather than failing."""
+    return setting(value) == "true"
+
+
 def memory_format(value: Any, device: torch.device, shape: tuple[int, ...]
                   ) -> torch.memory_format | None:
     """channels_last for image networks when wanted (auto: on CUDA, where cuDNN's

@@ -103,7 +103,7 @@ class Setup:
         self.reg = build_regularizers(cfg.reg)
         self.schedule = Schedule(cfg, self)  # schedule.*: sets the above before each iteration
         self.notes: list[str] = []  # lines for the run's log
-        if compiling.wanted(cfg.train.compile, device):
+        if compiling.compile_wanted(cfg.train.compile):
             self.notes.append(self._compile())
 
     def _compile(self) -> str:
