@@ -9,25 +9,29 @@ to the GPU; flips run there) by
                 by index into a fresh buffer), `w` gather threads;
   (c) floor:    a plain copy of batches of the same bytes from an in-memory tensor into a
                 fresh buffer, delivered as (b) delivers: `w` threads, 2w batches ahead;
-for w = 1 and w = train.workers (at most one per core: more share the cores and time the
-scheduler), and the ratios prepared/floor and prepared/folder, each
-over --pairs alternated pairs of timed windows (scripts/paired.py), every row's pair k
-before any row's pair k + 1 so that each ratio spans the whole run: their median, min and
-max, and the medians of the odd and the even pairs (a stability check). The prepared side
-is bound by memory bandwidth, the folder side by decoding.
+for w = train.workers (at most one per core: more share the cores and time the scheduler;
+--workers 1 2 adds rows). --pairs rounds; in each, every row times prepared and floor in
+alternated 10-ms sub-windows (paired.alternated_rates) until each has --seconds, giving a
+pair of prepared / floor, and a folder window beside that block (before it in one round,
+after it in the next), giving a pair of prepared / folder. Printed: each ratio's median,
+min and max over the pairs, and the medians of the odd and the even pairs (a stability
+check). The prepared side is bound by memory bandwidth and thread hand-over, the folder
+side by decoding. Why sub-windows: here a side's speed wanders over tenths of seconds to
+seconds; in one long window each side got a stretch of its own, and pairs of 0.25-s windows
+scattered by a factor 1.5-3.2 (medians of two invocations up to 8% apart); sub-windows of
+10 ms share the stretch between the sides.
 It runs with glibc's allocator settings fixed (MALLOC below; it re-executes itself with them):
 by default every gather thread gets an arena of its own and glibc moves its mmap and trim
 thresholds as buffers come and go, so a fresh 12 MB batch buffer was sometimes recycled and
 sometimes faulted in anew page by page (up to 100k minor faults in a 0.3-s window, each tens
-of microseconds on a VM): prepared rates at 256 px jumped between 4k and 65k img/s within
-one process, and the medians of two invocations 11% apart. On a GPU the batch buffers are
-pinned memory from CUDA's caching host allocator, recycled without faults; these settings
-give the CPU the same, so what is measured is the gather, not glibc's heuristics. Batches
-above 32 MB (512 px) are mapped afresh on both sides regardless.
+of microseconds on a VM). On a GPU the batch buffers are pinned memory from CUDA's caching
+host allocator, recycled without faults; these settings give the CPU the same, so what is
+measured is the gather, not glibc's heuristics. Batches above 32 MB (512 px) are mapped
+afresh on both sides regardless.
 It writes its own JPEGs (random smooth images plus noise) into a temporary folder.
 
     python scripts/bench_data.py                        # 128 JPEGs of 1024 px, 64/128/256 px
-    python scripts/bench_data.py --images 400 --res 128 256 --seconds 1 --pairs 30
+    python scripts/bench_data.py --res 128 --workers 1 2 --pairs 50
 """
 
 from __future__ import annotations
@@ -41,7 +45,6 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -55,7 +58,7 @@ from ganqp_cli.data.prepared import PIXELS_NAME, PreparedWriter
 from ganqp_cli.prepare import write_all
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paired import Spread, interleave, load_average  # noqa: E402
+from paired import Spread, alternated_rates, load_average  # noqa: E402
 
 CPU = torch.device("cpu")
 # One arena for all threads; buffers up to 32 MB (glibc's largest mmap threshold) from the
@@ -118,18 +121,13 @@ class Side:
 
     def __init__(self, step, per_step: int, min_steps: int = 3) -> None:
         self.step, self.per_step, self.min_steps = step, per_step, min_steps
-        self.rates: list[float] = []
 
     def window(self, seconds: float) -> float:
         n, t0 = 0, time.perf_counter()
         while n < self.min_steps or time.perf_counter() - t0 < seconds:
             self.step()
             n += 1
-        self.rates.append(n * self.per_step / (time.perf_counter() - t0))
-        return self.rates[-1]
-
-    def median(self) -> float:
-        return statistics.median(self.rates)
+        return n * self.per_step / (time.perf_counter() - t0)
 
 
 class Floor:
@@ -171,7 +169,6 @@ class FolderWindow:
 
     def __init__(self, folder: ImageFolder, batch: int, workers: int) -> None:
         self.folder, self.batch, self.workers = folder, batch, workers
-        self.rates: list[float] = []
         self.loader: Batches | None = None
 
     def round(self) -> None:
@@ -182,62 +179,69 @@ class FolderWindow:
         self.loader = Batches(self.folder, self.batch, 0, CPU, workers=self.workers)
         try:
             self.round()
-            self.rates.append(Side(self.round, self.batch * self.workers, 2).window(seconds))
+            return Side(self.round, self.batch * self.workers, 2).window(seconds)
         finally:
             self.loader.close()
             self.loader = None  # its iterator stops the worker processes when collected
             gc.collect()
-        return self.rates[-1]
-
-    def median(self) -> float:
-        return statistics.median(self.rates)
 
 
 def sides_of(root: Path, tmp: Path, res: int, a: argparse.Namespace) -> list[dict]:
-    """Prepare the JPEGs at `res`; for w = 1 and --workers, the three sides and what closes
-    them. One untimed window of each side first: its first windows grow the heap to its
-    steady size (thousands of page faults), after which a window faults no more."""
+    """Prepare the JPEGs at `res`; for each of --workers, the three sides and what closes
+    them. One untimed block of prepared and floor first: it grows the heap to its steady
+    size (thousands of page faults), after which a window faults no more."""
     folder = ImageFolder(str(root), res)
     out = tmp / f"prepared{res}"
-    print(f"{res} px: prepared at {prepare(folder, out, res, a.workers):.0f} img/s "
-          f"({a.workers} processes)", flush=True)
+    print(f"{res} px: prepared at {prepare(folder, out, res, max(a.workers)):.0f} img/s "
+          f"({max(a.workers)} processes)", flush=True)
     prepared = PreparedImages(str(out), res)
     pixels = torch.from_numpy(np.fromfile(out / PIXELS_NAME, np.uint8)).view(
         len(prepared), 3, res, res).clone()
     rows = []
-    for w in sorted({1, a.workers}):
+    for w in a.workers:
         pb = Batches(prepared, a.batch, 0, CPU, workers=w, resident_bytes=0)
         floor = Floor(pixels, a.batch, w)
-        sides = {"folder": FolderWindow(folder, a.batch, w),
-                 "prepared": Side(pb.next_raw, a.batch), "floor": Side(floor.step, a.batch)}
-        for side in (sides["prepared"], sides["floor"]):
-            side.window(a.seconds)
-            side.rates.clear()
-        rows.append({"res": res, "w": w, "sides": sides, "close": (pb.close, floor.close)})
+        row = {"res": res, "w": w, "steps": (pb.next_raw, floor.step),
+               "folder": FolderWindow(folder, a.batch, w), "close": (pb.close, floor.close),
+               **{k: [] for k in ("prepared", "floor", "folder_rates", "vs_floor",
+                                  "vs_folder")}}
+        block(row, a, b_first=False)
+        rows.append(row)
     return rows
 
 
-def measure(rows: list[dict], a: argparse.Namespace) -> None:
-    """Both ratios of every row in alternated pairs of windows, pair k of every ratio before
-    pair k + 1 of any (paired.interleave): the host's memory bandwidth changes over minutes,
-    and the prepared side (memory-bound) with it more than the folder side (decoding)."""
-    def window(side: Side | FolderWindow) -> Callable[[], float]:
-        return lambda: side.window(a.seconds)
-    pairs = {}
-    for r in rows:
-        s, key = r["sides"], (r["res"], r["w"])
-        pairs[(*key, "floor")] = window(s["prepared"]), window(s["floor"])
-        pairs[(*key, "folder")] = window(s["prepared"]), window(s["folder"])
-    t0 = time.perf_counter()
+def block(row: dict, a: argparse.Namespace, b_first: bool) -> tuple[float, float]:
+    """Prepared and floor images/s in alternated 10-ms sub-windows, --seconds each; every
+    sub-window begins with 4w untimed steps (2w batches each side gathers ahead, then 2w
+    that wait on gathers running beside the other side's last ones)."""
+    return alternated_rates(row["steps"], a.batch, a.seconds, a.sub, 4 * row["w"], b_first)
 
-    def progress(k: int) -> None:
-        print(f"  round {k}/{a.pairs}, {time.perf_counter() - t0:.0f} s", flush=True)
-    out = interleave(pairs, a.pairs, progress)
+
+def measure(rows: list[dict], a: argparse.Namespace) -> None:
+    """--pairs rounds; in each, every row times a block of prepared and floor
+    (prepared / floor) and a folder window (prepared / folder, against the block's prepared
+    rate), in alternating order. Pair k of every row runs before pair k + 1 of any: the
+    host's memory bandwidth changes over minutes, the prepared side (memory-bound) with it
+    more than the folder side (decoding)."""
+    t0 = time.perf_counter()
+    for k in range(a.pairs):
+        for i, r in enumerate(rows):
+            folder_first = (k + i) % 2 == 1
+            if folder_first:
+                fo = r["folder"].window(a.folder_seconds)
+            p, f = block(r, a, b_first=k % 2 == 1)
+            if not folder_first:
+                fo = r["folder"].window(a.folder_seconds)
+            for key, v in (("prepared", p), ("floor", f), ("folder_rates", fo),
+                           ("vs_floor", p / f), ("vs_folder", p / fo)):
+                r[key].append(v)
+        if (k + 1) % 10 == 0 or k + 1 == a.pairs:
+            print(f"  round {k + 1}/{a.pairs}, {time.perf_counter() - t0:.0f} s", flush=True)
     for r in rows:
-        key = (r["res"], r["w"])
-        r["vs_floor"], r["vs_folder"] = (Spread.of(out[(*key, "floor")]),
-                                         Spread.of(out[(*key, "folder")]))
-        r.update({k: v.median() for k, v in r["sides"].items()})
+        r["vs_floor"], r["vs_folder"] = Spread.of(r["vs_floor"]), Spread.of(r["vs_folder"])
+        r["folder"] = statistics.median(r.pop("folder_rates"))
+        r["prepared"], r["floor"] = (statistics.median(r["prepared"]),
+                                     statistics.median(r["floor"]))
         for close in r["close"]:
             close()
 
@@ -252,15 +256,22 @@ def main() -> None:
     p.add_argument("--size", type=int, default=1024, help="their side in pixels")
     p.add_argument("--res", type=int, nargs="+", default=[64, 128, 256])
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--workers", type=int, default=default_workers(),
-                   help="the many-worker setting (default: train.workers, at most the cores)")
-    p.add_argument("--seconds", type=float, default=0.25,
-                   help="seconds per timed window (each pair: one window per side)")
-    p.add_argument("--pairs", type=int, default=100,
-                   help="rounds: alternated pairs of windows per ratio")
+    p.add_argument("--workers", type=int, nargs="+", default=[default_workers()],
+                   help="gather threads / decoding processes (default: train.workers, at "
+                        "most the cores; e.g. --workers 1 2)")
+    p.add_argument("--seconds", type=float, default=0.5,
+                   help="timed seconds of prepared and of floor in each pair")
+    p.add_argument("--sub", type=float, default=0.01,
+                   help="seconds per sub-window of prepared and floor (they alternate)")
+    p.add_argument("--folder-seconds", type=float, default=0.25,
+                   help="least timed seconds per folder window (and 2 rounds of batches)")
+    p.add_argument("--pairs", type=int, default=200, help="rounds: pairs per ratio")
     a = p.parse_args()
     if a.images < a.batch:
         p.error(f"--images ({a.images}) must be at least --batch ({a.batch})")
+    if min(a.workers) < 1 or min(a.seconds, a.sub, a.folder_seconds) <= 0 or a.pairs < 1:
+        p.error("--workers and --pairs must be at least 1, --seconds, --sub and "
+                "--folder-seconds above 0")
     with_fixed_malloc()
     torch.set_num_threads(1)  # one thread per worker, as in training's loader processes
     print(f"start: {load_average()}; " + " ".join(f"{k}={v}" for k, v in MALLOC.items()))

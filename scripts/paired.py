@@ -115,6 +115,33 @@ def interleave(rows: dict[str, tuple[Callable[[], float], Callable[[], float]]],
     return out
 
 
+def alternated_rates(steps: tuple[Callable[[], object], Callable[[], object]], per_step: int,
+                     seconds: float, sub: float = 0.01, warm: int = 0, b_first: bool = False,
+                     clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
+    """Units/s of two sides timed in alternated sub-windows of `sub` seconds (A B B A A B ...)
+    until each has `seconds` timed; each call of a step delivers `per_step` units. Where a
+    side's speed wanders over tenths of seconds (a shared host's memory bandwidth, thread
+    wake-ups), one long window per side gives each its own stretch of that; sub-windows of
+    10 ms share it. Each sub-window begins with `warm` untimed steps: a side that works ahead
+    (threads with a queue) has batches ready at the start, made during the other side's
+    window, and work still in flight when it ends."""
+    done, spent = [0, 0], [0.0, 0.0]
+    i = 0
+    while min(spent) < seconds:
+        for side in ((1, 0) if (i + b_first) % 2 else (0, 1)):
+            step = steps[side]
+            for _ in range(warm):
+                step()
+            n, t0 = 0, clock()
+            while n < 1 or clock() - t0 < sub:
+                step()
+                n += 1
+            spent[side] += clock() - t0
+            done[side] += n
+        i += 1
+    return done[0] * per_step / spent[0], done[1] * per_step / spent[1]
+
+
 def block_seconds(step: Callable[[], None], iters: int,
                   wait: Callable[[], None] = lambda: None) -> float:
     """Seconds per call of `step` over one block of `iters` calls; `wait` blocks until queued

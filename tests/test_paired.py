@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from paired import Spread, interleave, measure_pairs  # noqa: E402
+from paired import Spread, alternated_rates, interleave, measure_pairs  # noqa: E402
 
 
 def test_pairs_alternate_which_side_runs_first_and_give_per_pair_ratios():
@@ -54,3 +54,24 @@ def test_interleave_runs_pair_k_of_every_row_before_pair_k_plus_one_alternating_
     # each ratio is its row's a over its b, whichever ran first: x's pairs (1, 2), (6, 5),
     # (9, 10); y's (4, 3), (7, 8), (12, 11)
     assert out == {"x": [0.5, 6 / 5, 0.9], "y": [4 / 3, 7 / 8, 12 / 11]}
+
+
+
+def test_alternated_rates_time_sub_windows_in_turn_and_leave_the_warm_steps_untimed():
+    now = [0.0]
+    calls: list[str] = []
+
+    def side(name: str, seconds_per_step: float):
+        def step() -> None:
+            calls.append(name)
+            now[0] += seconds_per_step
+        return step
+
+    # powers of two: the fake clock's sums are exact
+    a_rate, b_rate = alternated_rates((side("a", 2**-10), side("b", 2**-8)), per_step=10,
+                                      seconds=2**-5, sub=2**-6, warm=2, clock=lambda: now[0])
+    # a sub-window: 2 warm steps, then steps until sub has passed (a: 16, b: 4). Had the
+    # warm steps been timed, each rate would come out 16/18 or 4/6 of the true one.
+    assert (a_rate, b_rate) == (10 * 2**10, 10 * 2**8)
+    a, b = ["a"] * 18, ["b"] * 6
+    assert calls == a + b + b + a  # A B, then B A: each side with 2 sub-windows of 2**-6 s
