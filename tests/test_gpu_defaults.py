@@ -5,6 +5,7 @@ test)."""
 
 from __future__ import annotations
 
+import copy
 import importlib.resources
 
 import numpy as np
@@ -163,6 +164,29 @@ def flat(d, prefix: str = "") -> dict[str, torch.Tensor]:
         elif isinstance(v, torch.Tensor):
             out[f"{prefix}{k}"] = v
     return out
+
+
+def test_a_compiled_network_first_called_frozen_trains_when_unfrozen(aot_eager):
+    """The loop freezes G during the critic phase, so G's compiled forward first runs with
+    frozen parameters. torch 2.11 reused that graph once they trained again (outputs
+    without a grad_fn; the H200's "element 0 of tensors does not require grad"), unless
+    Dynamo checks the parameters' requires_grad (compiling.guard_trainability)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(144, 1))
+    plain = copy.deepcopy(net)
+    compiling.compile_forward(net)
+    assert not torch._dynamo.config.skip_tensor_guards_with_matching_dict_tags
+    x = torch.randn(2, 1, 8, 8)
+    for on in (False, True, False, True):
+        for m in (net, plain):
+            for p in m.parameters():
+                p.requires_grad_(on)
+        out, ref = net(x), plain(x)
+        assert out.requires_grad is on and torch.allclose(out, ref, atol=1e-6)
+    out.sum().backward()
+    ref.sum().backward()
+    for p, q in zip(net.parameters(), plain.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6)
 
 
 @pytest.mark.slow

@@ -41,9 +41,9 @@ def wanted(value: Any, device: torch.device) -> bool:
 def compile_wanted(value: Any) -> bool:
     """train.compile: only when asked for (`true`). `auto` compiles nowhere: on an H200
     (torch 2.11, CUDA 13) the compiled loop's first backward raised "element 0 of tensors
-    does not require grad" in fp32 and bf16 alike (scripts/gpu_check.py, 2026-12-04), while
-    the CPU's inductor trains; until the GPU check's compile rows pass, a default GPU run
-    stays uncompiled rather than failing."""
+    does not require grad" in fp32 and bf16 alike (scripts/gpu_check.py, 2026-12-04): the
+    reused frozen graph that guard_trainability now prevents (found on the CPU with torch
+    2.11). Until the GPU check's compile rows pass on a GPU, a default run stays uncompiled."""
     return setting(value) == "true"
 
 
@@ -67,8 +67,23 @@ def why_not_critic(objective: Any, reg: Any, sync_bn: bool, world: int) -> str |
     return None
 
 
+def guard_trainability() -> None:
+    """Make Dynamo check every parameter's requires_grad on each call. The loop freezes one
+    network while the other trains (phases.set_trainable), so each compiled forward meets
+    both states; Dynamo by default skips the tensor guards under a module whose attribute
+    dict is unchanged, and requires_grad_ changes no dict. torch 2.11 then reused the
+    frozen generator's graph in the generator phase: outputs without a grad_fn, and "element
+    0 of tensors does not require grad" at the first backward (the H200's GPU check, and
+    the CPU with torch 2.11; torch 2.14 happens to recompile). The guards cost microseconds
+    per call."""
+    config = torch._dynamo.config
+    if hasattr(config, "skip_tensor_guards_with_matching_dict_tags"):
+        config.skip_tensor_guards_with_matching_dict_tags = False
+
+
 def compile_forward(module: nn.Module) -> None:
     """Compile `module.forward` in place (see the module's docstring)."""
+    guard_trainability()
     fn = torch.compile(type(module).forward, backend=BACKEND)
     module.forward = types.MethodType(fn, module)  # type: ignore[method-assign]
 
