@@ -29,6 +29,7 @@ from ganqp_cli.errors import (
     hydra_refusal,
     report_and_exit,
 )
+from ganqp_cli.worker_exit import exit_before_finalizing
 
 # name -> (module, function, one-line help); a module is imported only when its command runs.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -212,15 +213,28 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     quiet_on_closed_pipe(argv)
     try:
-        dispatch(argv)
-    except KeyboardInterrupt:
-        # Ctrl-C in a command without a stop handler, or the second one of a training run
-        # (the first finishes the iteration and checkpoints): a line, not a traceback.
-        print(ABORTED, file=sys.stderr)
-        sys.exit(128 + signal.SIGINT)
-    finally:
-        if entry:
-            abort_at_once_on_ctrl_c()
+        try:
+            dispatch(argv)
+        except KeyboardInterrupt:
+            # Ctrl-C in a command without a stop handler, or the second one of a training
+            # run (the first finishes the iteration and checkpoints): a line, no traceback.
+            print(ABORTED, file=sys.stderr)
+            sys.exit(128 + signal.SIGINT)
+        finally:
+            if entry:
+                abort_at_once_on_ctrl_c()
+    except SystemExit as exit_:
+        if entry and torchrun_worker():
+            exit_before_finalizing(exit_.code)
+        raise
+    if entry and torchrun_worker():
+        exit_before_finalizing(0)
+
+
+def torchrun_worker() -> bool:
+    """Whether this process created a process group (never imports torch itself)."""
+    module = sys.modules.get("ganqp_cli.distributed")
+    return module is not None and module.group_was_created()
 
 
 def abort_at_once_on_ctrl_c() -> None:

@@ -248,6 +248,11 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def group_was_created() -> bool:
+    """Whether this process created a process group (a torchrun worker)."""
+    return bool(_LAUNCH)
+
+
 def _named_tensors(modules: dict[str, nn.Module]) -> list[tuple[str, torch.Tensor]]:
     return [(f"{prefix}.{name}", t.detach()) for prefix, m in modules.items()
             for name, t in (*m.named_parameters(), *m.named_buffers())]

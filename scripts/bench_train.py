@@ -311,6 +311,8 @@ def main() -> None:
     a = parser().parse_args()
     if a.child:
         run_child(a.child)
+        if json.loads(a.child)["mode"] == "dist":
+            leave_gloo_worker()
         return
     a.dev = "cuda" if a.device == "auto" and torch.cuda.is_available() else (
         "cpu" if a.device == "auto" else a.device)
@@ -325,6 +327,16 @@ def main() -> None:
     if a.loader_res:
         report_loader(a)
     print(f"# {load_average()}")
+
+
+def leave_gloo_worker() -> None:
+    """A torchrun child ends without the interpreter's finalization (ganqp_cli.worker_exit
+    says why); a --before tree older than that module keeps its normal exit."""
+    try:
+        from ganqp_cli.worker_exit import exit_before_finalizing
+    except ImportError:
+        return
+    exit_before_finalizing(0)
 
 
 def report_loader(a: argparse.Namespace) -> None:

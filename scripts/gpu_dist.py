@@ -117,4 +117,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from ganqp_cli.worker_exit import run_as_worker
+    run_as_worker(main)

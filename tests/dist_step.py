@@ -53,4 +53,5 @@ def step(out: str | None) -> dict[str, dict[str, torch.Tensor]]:
 
 
 if __name__ == "__main__":
-    step(sys.argv[1])
+    from ganqp_cli.worker_exit import run_as_worker
+    run_as_worker(step, sys.argv[1])

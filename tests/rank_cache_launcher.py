@@ -15,4 +15,5 @@ if __name__ == "__main__":
         os.environ["GANQP_CACHE"] = os.path.join(os.environ["GANQP_OTHER_NODE_CACHE"],
                                                  f"rank{rank}")
     from ganqp_cli.cli import main
-    main(sys.argv[1:])
+    from ganqp_cli.worker_exit import run_as_worker
+    run_as_worker(main, sys.argv[1:])

@@ -18,6 +18,7 @@ import torch
 
 from ganqp_cli import distributed
 from ganqp_cli.cli import main
+from ganqp_cli.worker_exit import run_as_worker
 
 
 def nudge_after_average(name: str) -> None:
@@ -37,4 +38,4 @@ if __name__ == "__main__":
     tensor, argv = sys.argv[1], sys.argv[2:]
     if os.environ.get("RANK") == "1":
         nudge_after_average(tensor)
-    main(argv)
+    run_as_worker(main, argv)
