@@ -18,7 +18,8 @@
    there) in launches alternating with this tree's, and the before/after time ratios are
    printed as spreads over the pairs, with each side's blocking calls per iteration.
 3. Data-loader images/s (ganqp's Batches over a folder of JPEGs, decode + crop + resize)
-   against the training images/s at the same resolution.
+   against the training images/s at the same resolution, in --loader-pairs alternated
+   pairs of fresh processes per resolution (--loader-res; none: the section is skipped).
 
     python scripts/bench_train.py                     # arch=dcgan res=64 batch 64
     python scripts/bench_train.py --res 32 --batch 32 --iters 20 --pairs 7 --no-dist --loader-res
@@ -244,7 +245,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads of both loops (0: torch's default)")
     p.add_argument("--loader-res", type=int, nargs="*", default=[64, 128])
-    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--workers", type=int, default=4,
+                   help="loader processes (train.workers' default)")
+    p.add_argument("--loader-pairs", type=int, default=5,
+                   help="alternated loader / training pairs per --loader-res resolution")
     p.add_argument("--source-size", type=int, default=512, help="side of the JPEGs on disk")
     p.add_argument("--train", action=argparse.BooleanOptionalAction, default=True,
                    help="the training ratio against the hand-written loop")
@@ -340,16 +344,30 @@ def leave_gloo_worker() -> None:
 
 
 def report_loader(a: argparse.Namespace) -> None:
+    """Per resolution, the loader's images/s over training's, in --loader-pairs alternated
+    pairs of fresh processes (the loader must keep ahead of training: goal >= 3x)."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "jpegs"
         make_jpegs(folder, 512, a.source_size)
         for res in a.loader_res:
-            load = spawn("loader", a, res=res, folder=str(folder))
-            train = spawn("ganqp", a, res=res)
-            print(f"res {res:4d}: loader img/s {load['img_per_s']:8.1f} ({a.workers} workers, "
-                  f"{a.source_size}px JPEGs)   training img/s {train['img_per_s']:7.1f}   "
-                  f"loader/training {load['img_per_s'] / train['img_per_s']:.1f}x (goal >= 3x)")
+            rates: dict[str, list[float]] = {"loader": [], "ganqp": []}
+            ratios = measure_pairs(*(spawned_rate(mode, a, rates[mode], res=res,
+                                                  folder=str(folder))
+                                     for mode in ("loader", "ganqp")), a.loader_pairs)
+            print(Spread.of(ratios).line(
+                f"res {res}: loader img/s ({a.workers} workers, {a.source_size}px JPEGs) / "
+                "training img/s (goal >= 3x)", ".1f"))
+            print(f"  img/s: loader median {statistics.median(rates['loader']):.1f}, "
+                  f"training median {statistics.median(rates['ganqp']):.1f}")
 
+
+def spawned_rate(mode: str, a: argparse.Namespace, into: list[float], **over: object
+                 ) -> Callable[[], float]:
+    """A side of a pair: one fresh `mode` child's images/s, also kept in `into`."""
+    def side() -> float:
+        into.append(spawn(mode, a, **over)["img_per_s"])
+        return into[-1]
+    return side
 
 if __name__ == "__main__":
     main()
